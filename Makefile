@@ -1,0 +1,114 @@
+# milk: build, test, benchmark, demo. See README.md.
+#
+#   make            build/milk, build/libmilk.a, build/libmilk.so
+#   make test       the whole suite (C unit tests under ASan+UBSan, pytest)
+#   make bench      benchmarks (figures and ratios; not part of the tests)
+#   make demo       install what is missing, build, convert and run the example
+#   make deps       install the Debian packages milk needs (apt-get)
+
+CC      ?= cc
+# Build directory; `make B=/tmp/b2` builds elsewhere (tests read MILK_BUILD).
+B       ?= build
+export MILK_BUILD := $(abspath $(B))
+PYTHON  := /usr/bin/python3
+CSTD    := -std=c11 -D_DEFAULT_SOURCE -D_FILE_OFFSET_BITS=64
+WARN    := -Wall -Wextra -Werror -Wno-unused-parameter
+OPT     ?= -O2 -g
+INC     := -Iinclude -I$(B)/gen -Isrc
+CFLAGS_ALL = $(CSTD) $(WARN) $(OPT) $(INC) -fPIC -fvisibility=default
+LIBS    := -lprotobuf-c -lcjson -lopenblas -lz -lm -lpthread
+SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+
+PROTOS  := $(wildcard proto/*.proto)
+GEN_C   := $(patsubst proto/%.proto,$(B)/gen/%.pb-c.c,$(PROTOS))
+GEN_H   := $(GEN_C:.c=.h)
+SRC     := $(sort $(wildcard src/*/*.c))
+TOOL    := tools/milk.c
+UNIT    := $(sort $(wildcard tests/unit/test_*.c))
+
+GEN_O    := $(patsubst proto/%.proto,gen/%.pb-c.o,$(PROTOS))
+OBJ      := $(patsubst %.c,$(B)/obj/%.o,$(SRC)) $(addprefix $(B)/obj/,$(GEN_O))
+ASAN_OBJ := $(patsubst %.c,$(B)/asan/obj/%.o,$(SRC)) $(addprefix $(B)/asan/obj/,$(GEN_O))
+UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/asan/tests/%,$(UNIT))
+
+.PHONY: all test unit pytest bench demo deps clean asan py-protos
+.DELETE_ON_ERROR:
+.SECONDARY: $(GEN_C) $(GEN_H)
+
+all: $(B)/milk $(B)/libmilk.a $(B)/libmilk.so py-protos
+
+$(B)/gen/%.pb-c.c $(B)/gen/%.pb-c.h: proto/%.proto
+	@mkdir -p $(B)/gen
+	protoc-c --c_out=$(B)/gen -Iproto $<
+
+# Python bindings of the same .proto files, for tests that decode what milk
+# writes with Google's own protobuf implementation.
+py-protos: $(B)/py/.stamp
+$(B)/py/.stamp: $(PROTOS)
+	@mkdir -p $(B)/py
+	protoc --python_out=$(B)/py -Iproto $(PROTOS)
+	@touch $@
+
+# Generated protobuf code is compiled without -Werror: its warnings are not ours.
+$(B)/obj/gen/%.o: $(B)/gen/%.c $(GEN_H)
+	@mkdir -p $(dir $@)
+	@echo '  CC      $<'
+	@$(CC) $(CSTD) $(OPT) $(INC) -fPIC -c $< -o $@
+$(B)/asan/obj/gen/%.o: $(B)/gen/%.c $(GEN_H)
+	@mkdir -p $(dir $@)
+	@echo '  CC asan $<'
+	@$(CC) $(CSTD) -O1 -g $(SAN) $(INC) -fPIC -c $< -o $@
+
+$(B)/obj/%.o: %.c $(GEN_H) $(wildcard include/*.h src/*.h src/*/*.h src/*/*.def)
+	@mkdir -p $(dir $@)
+	@echo '  CC      $<'
+	@$(CC) $(CFLAGS_ALL) -c $< -o $@
+$(B)/asan/obj/%.o: %.c $(GEN_H) $(wildcard include/*.h src/*.h src/*/*.h src/*/*.def)
+	@mkdir -p $(dir $@)
+	@echo '  CC asan $<'
+	@$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(INC) -fPIC -c $< -o $@
+
+$(B)/libmilk.a: $(OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/libmilk.so: $(OBJ)
+	$(CC) -shared -o $@ $^ $(LIBS)
+
+$(B)/milk: $(TOOL) $(B)/libmilk.a
+	$(CC) $(CFLAGS_ALL) $< $(B)/libmilk.a $(LIBS) -o $@
+
+$(B)/asan/libmilk.a: $(ASAN_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/asan/milk: $(TOOL) $(B)/asan/libmilk.a
+	$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(INC) $< $(B)/asan/libmilk.a $(LIBS) -o $@
+
+$(B)/asan/tests/%: tests/unit/%.c tests/unit/check.h $(B)/asan/libmilk.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(INC) -Itests/unit $< $(B)/asan/libmilk.a $(LIBS) -o $@
+
+asan: $(B)/asan/milk $(UNIT_BIN)
+
+# Unit tests run under AddressSanitizer and UBSan (leaks included).
+unit: asan
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+pytest: all asan
+	$(PYTHON) -m pytest -q tests
+
+test: unit pytest
+
+bench: all
+	$(PYTHON) bench/run.py
+
+deps:
+	@sh tools/install-deps.sh
+
+demo: deps
+	$(MAKE) all
+	@sh examples/demo.sh
+
+clean:
+	rm -rf build

@@ -1,0 +1,119 @@
+/* types.c: the dtype traits table, tensor type helpers, deployment
+ * targets and opset names, and MIL's identifier rule. */
+#include "ir.h"
+
+#include <ctype.h>
+#include <strings.h>
+
+typedef struct dtype_traits {
+    milk_dtype dtype;
+    const char *name; /* MIL text name */
+    int bits;
+} dtype_traits;
+
+static const dtype_traits dtypes[] = {
+    {MILK_DTYPE_BOOL, "bool", 8},     {MILK_DTYPE_STRING, "string", 0},
+    {MILK_DTYPE_FP16, "fp16", 16},    {MILK_DTYPE_FP32, "fp32", 32},
+    {MILK_DTYPE_FP64, "fp64", 64},    {MILK_DTYPE_BF16, "bf16", 16},
+    {MILK_DTYPE_INT8, "int8", 8},     {MILK_DTYPE_INT16, "int16", 16},
+    {MILK_DTYPE_INT32, "int32", 32},  {MILK_DTYPE_INT64, "int64", 64},
+    {MILK_DTYPE_INT4, "int4", 4},     {MILK_DTYPE_UINT8, "uint8", 8},
+    {MILK_DTYPE_UINT16, "uint16", 16}, {MILK_DTYPE_UINT32, "uint32", 32},
+    {MILK_DTYPE_UINT64, "uint64", 64}, {MILK_DTYPE_UINT4, "uint4", 4},
+    {MILK_DTYPE_UINT2, "uint2", 2},   {MILK_DTYPE_UINT1, "uint1", 1},
+    {MILK_DTYPE_UINT6, "uint6", 6},   {MILK_DTYPE_UINT3, "uint3", 3},
+};
+
+static const dtype_traits *traits(milk_dtype d)
+{
+    for (size_t i = 0; i < MILK_ARRAY_LEN(dtypes); i++)
+        if (dtypes[i].dtype == d) return &dtypes[i];
+    return NULL;
+}
+
+const char *milk_dtype_name(milk_dtype d)
+{
+    const dtype_traits *t = traits(d);
+    return t ? t->name : NULL;
+}
+
+milk_dtype milk_dtype_from_name(const char *name)
+{
+    for (size_t i = 0; i < MILK_ARRAY_LEN(dtypes); i++)
+        if (strcmp(dtypes[i].name, name) == 0) return dtypes[i].dtype;
+    return MILK_DTYPE_INVALID;
+}
+
+int milk_dtype_bits(milk_dtype d)
+{
+    const dtype_traits *t = traits(d);
+    return t ? t->bits : 0;
+}
+
+bool milk_dtype_nbytes(milk_dtype d, int64_t n, uint64_t *out)
+{
+    int bits = milk_dtype_bits(d);
+    if (bits == 0 || n < 0) return false;
+    uint64_t nbits;
+    if (!milk_mul_u64((uint64_t)n, (uint64_t)bits, &nbits)) return false;
+    *out = (nbits + 7) / 8;
+    return true;
+}
+
+int64_t milk_tensor_type_count(const milk_tensor_type *t)
+{
+    if (t->rank < 0 || t->rank > MILK_MAX_RANK) return -1;
+    int64_t n = 1;
+    for (int i = 0; i < t->rank; i++) {
+        if (t->dims[i] < 0 || !milk_mul_i64(n, t->dims[i], &n)) return -1;
+    }
+    return n;
+}
+
+static const struct {
+    milk_target target;
+    const char *name;  /* text form, as in model.mil */
+    const char *opset; /* Function.opset in the proto */
+} targets[] = {
+    {MILK_TARGET_IOS15, "ios15", "CoreML5"},
+    {MILK_TARGET_IOS16, "ios16", "CoreML6"},
+    {MILK_TARGET_IOS17, "ios17", "CoreML7"},
+    {MILK_TARGET_IOS18, "ios18", "CoreML8"},
+};
+
+const char *milk_target_name(milk_target t)
+{
+    for (size_t i = 0; i < MILK_ARRAY_LEN(targets); i++)
+        if (targets[i].target == t) return targets[i].name;
+    return NULL;
+}
+
+milk_target milk_target_from_name(const char *name)
+{
+    for (size_t i = 0; i < MILK_ARRAY_LEN(targets); i++)
+        if (strcasecmp(targets[i].name, name) == 0) return targets[i].target;
+    return (milk_target)0;
+}
+
+const char *milk_opset_proto_name(milk_target t)
+{
+    for (size_t i = 0; i < MILK_ARRAY_LEN(targets); i++)
+        if (targets[i].target == t) return targets[i].opset;
+    return NULL;
+}
+
+milk_target milk_opset_from_proto_name(const char *s)
+{
+    for (size_t i = 0; i < MILK_ARRAY_LEN(targets); i++)
+        if (strcmp(targets[i].opset, s) == 0) return targets[i].target;
+    return (milk_target)0;
+}
+
+bool milk_is_identifier(const char *s)
+{
+    if (!s || !(isalpha((unsigned char)s[0]) || s[0] == '_')) return false;
+    for (const char *p = s + 1; *p; p++)
+        if (!(isalnum((unsigned char)*p) || *p == '_' || *p == '@'))
+            return false;
+    return true;
+}
