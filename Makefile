@@ -16,7 +16,7 @@ WARN    := -Wall -Wextra -Werror -Wno-unused-parameter
 OPT     ?= -O2 -g
 INC     := -Iinclude -I$(B)/gen -Isrc
 CFLAGS_ALL = $(CSTD) $(WARN) $(OPT) $(INC) -fPIC -fvisibility=default
-LIBS    := -lprotobuf-c -lcjson -lopenblas -lz -lm -lpthread
+LIBS    := -lprotobuf-c -lcjson -lopenblas -lzip -lz -lm -lpthread
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 PROTOS  := $(wildcard proto/*.proto)
