@@ -290,6 +290,77 @@ milk_status milk_program_save(milk_ctx *ctx, const milk_program *p,
 milk_status milk_program_print(milk_ctx *ctx, const milk_program *p,
                                FILE *out, unsigned flags);
 
+
+/* ------------------------------------------------------------------ */
+/* Running programs: the reference interpreter                        */
+/* ------------------------------------------------------------------ */
+
+/* How floating-point vars are computed.
+ * AS_DECLARED: every op computes in fp32; the output of an op whose
+ *   declared dtype is fp16 is rounded to fp16, as the GPU and the Neural
+ *   Engine store it. Values that overflow fp16 are counted per op.
+ * FP32: the whole program in fp32 (fp16 vars are not rounded), to separate
+ *   precision loss from everything else. */
+typedef enum milk_precision {
+    MILK_PRECISION_AS_DECLARED = 0,
+    MILK_PRECISION_FP32 = 1,
+} milk_precision;
+
+typedef struct milk_run_params {
+    milk_precision precision;
+    int keep_all;        /* keep every intermediate value for reading */
+    int reference;       /* use only the plain reference kernels */
+    const char *function; /* function to run; NULL means "main" */
+} milk_run_params;
+
+typedef struct milk_runner milk_runner;
+
+/* A runner for one function of p (which must outlive the runner).
+ * params may be NULL for the defaults (as-declared, main). */
+milk_status milk_runner_create(milk_ctx *ctx, const milk_program *p,
+                               const milk_run_params *params,
+                               milk_runner **out);
+void milk_runner_free(milk_runner *r);
+
+/* Set the input called name. `type` describes `data` (fp32, fp16, int32,
+ * int64 or bool, row-major); its shape must equal the declared one and its
+ * dtype must match the declared dtype, except that fp32 data for an fp16
+ * input and fp16 data for an fp32 input are converted. The data is copied. */
+milk_status milk_runner_set_input(milk_ctx *ctx, milk_runner *r,
+                                  const char *name,
+                                  const milk_tensor_type *type,
+                                  const void *data);
+/* Keep the value of the var called name after the run (outputs are always
+ * kept). Without this, each value is freed as soon as no later op needs
+ * it. */
+milk_status milk_runner_keep(milk_ctx *ctx, milk_runner *r, const char *name);
+/* Run the function on the inputs set. */
+milk_status milk_runner_run(milk_ctx *ctx, milk_runner *r);
+
+/* The var called name after a run: its type (with the dtype as declared)
+ * and its elements converted to `as` (MILK_DTYPE_FP32, FP16, INT32 or
+ * BOOL) into dst, which holds `cap` bytes. MILK_ERR_NOT_FOUND if the var
+ * was not kept. */
+milk_status milk_runner_read(milk_ctx *ctx, const milk_runner *r,
+                             const char *name, milk_dtype as, void *dst,
+                             size_t cap);
+/* The type of a kept var (NULL if not kept). */
+const milk_tensor_type *milk_runner_type(const milk_runner *r,
+                                         const char *name);
+
+/* Per-op numeric statistics of the last run (in program order over the
+ * function's top-level ops, consts included). */
+typedef struct milk_op_stats {
+    const milk_op *op;
+    int64_t n_nan;        /* NaN in the op's outputs */
+    int64_t n_inf;        /* +-inf in the op's outputs */
+    int64_t n_overflow;   /* fp16 outputs whose fp32 value exceeded 65504 */
+    double max_abs;       /* largest finite |value| before rounding */
+} milk_op_stats;
+
+int milk_runner_op_count(const milk_runner *r);
+const milk_op_stats *milk_runner_op_stats(const milk_runner *r, int i);
+
 #ifdef __cplusplus
 }
 #endif

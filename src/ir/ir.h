@@ -34,6 +34,9 @@ typedef struct milk_data {
     const char *path;   /* FILE: absolute or relative to the cwd */
     uint64_t offset;    /* FILE: byte offset of the first element */
     milk_dtype stored;  /* FILE: dtype of the elements in the file */
+    uint64_t record;    /* FILE inside a MIL blob file (weight.bin): offset
+                           of the blob's metadata record, as BlobFileValue
+                           gives it; 0 for other files */
 } milk_data;
 
 typedef enum milk_value_kind {

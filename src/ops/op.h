@@ -47,6 +47,9 @@ typedef struct milk_op_info {
     milk_target min_opset;    /* first opset with this op */
     milk_status (*infer)(milk_infer *ic);
     milk_status (*eval)(struct milk_eval *ec); /* reference kernel */
+    /* Optional fast kernel (OpenBLAS, blocking); must agree with eval,
+     * which the tests check. NULL when eval is the only kernel. */
+    milk_status (*eval_fast)(struct milk_eval *ec);
 } milk_op_info;
 
 enum milk_op_kind {

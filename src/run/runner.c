@@ -1,0 +1,408 @@
+/* runner.c: the reference interpreter. Runs a function's ops in order with
+ * the kernels of the op table, frees each value after its last use unless
+ * it is kept, rounds fp16 vars when emulating the device's storage
+ * precision, and counts non-finite and overflowing values per op. */
+#include "run.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#define FP16_MAX 65504.0f
+
+struct milk_runner {
+    const milk_program *p;
+    const milk_function *fn;
+    const milk_block *blk;
+    milk_run_params params;
+    milk_rt *vals;       /* by var id */
+    bool *have, *keep, *pinned; /* pinned: consts and inputs, never freed */
+    int *last_use;       /* op index of the last op reading the var */
+    milk_rt *inlines;    /* inline binding values, materialized once */
+    int n_inlines;
+    const milk_rt ***in; /* per op: in[arg][binding] */
+    milk_op_stats *stats;
+};
+
+static milk_status nomem(milk_ctx *ctx)
+{
+    return milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
+}
+
+/* Every op must have a kernel and no nested blocks; list all that fail. */
+static milk_status check_runnable(milk_ctx *ctx, const milk_block *b)
+{
+    char list[1024] = "";
+    int missing = 0;
+    for (int i = 0; i < b->n_ops; i++) {
+        const milk_op *op = b->ops[i];
+        if (op->kind == MILK_OP_const_) continue;
+        if (milk_ops[op->kind]->eval && !op->n_blocks) continue;
+        if (missing++ < 16) {
+            size_t len = strlen(list);
+            snprintf(list + len, sizeof list - len, "%s'%s' (%s)",
+                     len ? ", " : "", op->name, milk_ops[op->kind]->name);
+        }
+    }
+    if (!missing) return MILK_OK;
+    return milk_errorf(ctx, MILK_ERR_UNSUPPORTED,
+                       "the interpreter cannot run %d op%s: %s%s", missing,
+                       missing > 1 ? "s" : "", list, missing > 16 ? ", ..." : "");
+}
+
+static int count_inlines(const milk_block *b)
+{
+    int n = 0;
+    for (int i = 0; i < b->n_ops; i++)
+        for (int a = 0; a < b->ops[i]->n_args; a++)
+            for (int j = 0; j < b->ops[i]->args[a].n; j++)
+                n += b->ops[i]->args[a].b[j].value != NULL;
+    return n;
+}
+
+static milk_status alloc_tables(milk_ctx *ctx, milk_runner *r)
+{
+    int nv = r->fn->n_vars, no = r->blk->n_ops;
+    r->vals = calloc((size_t)nv + 1, sizeof *r->vals);
+    r->have = calloc((size_t)nv + 1, sizeof *r->have);
+    r->keep = calloc((size_t)nv + 1, sizeof *r->keep);
+    r->pinned = calloc((size_t)nv + 1, sizeof *r->pinned);
+    r->last_use = calloc((size_t)nv + 1, sizeof *r->last_use);
+    r->in = calloc((size_t)no + 1, sizeof *r->in);
+    r->stats = calloc((size_t)no + 1, sizeof *r->stats);
+    r->inlines = calloc((size_t)count_inlines(r->blk) + 1, sizeof *r->inlines);
+    if (!r->vals || !r->have || !r->keep || !r->pinned || !r->last_use ||
+        !r->in || !r->stats || !r->inlines)
+        return nomem(ctx);
+    return MILK_OK;
+}
+
+/* Resolve each binding of op i to a runtime tensor slot; materialize
+ * inline values. Records last uses. */
+static milk_status bind_op(milk_ctx *ctx, milk_runner *r, int i)
+{
+    const milk_op *op = r->blk->ops[i];
+    const milk_rt ***in = calloc((size_t)op->n_args + 1, sizeof *in);
+    if (!in) return nomem(ctx);
+    r->in[i] = in;
+    for (int a = 0; a < op->n_args; a++) {
+        in[a] = calloc((size_t)op->args[a].n + 1, sizeof **in);
+        if (!in[a]) return nomem(ctx);
+        for (int j = 0; j < op->args[a].n; j++) {
+            const milk_binding *b = &op->args[a].b[j];
+            if (b->var) {
+                in[a][j] = &r->vals[b->var->id];
+                r->last_use[b->var->id] = i;
+                continue;
+            }
+            milk_rt *t = &r->inlines[r->n_inlines++];
+            if (milk_rt_store(b->value->type.dtype) != MILK_DTYPE_INVALID)
+                MILK_TRY(milk_rt_from_value(ctx, t, b->value));
+            in[a][j] = t;
+        }
+    }
+    return MILK_OK;
+}
+
+/* Consts are materialized once, when the runner is made. String consts
+ * (pad_type, mode...) are read by kernels from the IR and get no storage. */
+static milk_status load_consts(milk_ctx *ctx, milk_runner *r)
+{
+    for (int i = 0; i < r->blk->n_ops; i++) {
+        const milk_op *op = r->blk->ops[i];
+        if (op->kind != MILK_OP_const_) continue;
+        milk_var *v = op->outputs[0];
+        r->pinned[v->id] = true;
+        if (milk_rt_store(v->type.dtype) == MILK_DTYPE_INVALID) continue;
+        milk_status s = milk_rt_from_value(ctx, &r->vals[v->id], op->val);
+        if (s != MILK_OK)
+            return milk_error_prefix(ctx, "const '%s'", op->name);
+        r->have[v->id] = true;
+    }
+    return MILK_OK;
+}
+
+milk_status milk_runner_create(milk_ctx *ctx, const milk_program *p,
+                               const milk_run_params *params,
+                               milk_runner **out)
+{
+    *out = NULL;
+    milk_run_params def = {0};
+    if (!params) params = &def;
+    const char *fname = params->function ? params->function : "main";
+    const milk_function *fn = milk_program_function(p, fname);
+    if (!fn)
+        return milk_errorf(ctx, MILK_ERR_NOT_FOUND, "no function '%s'", fname);
+    MILK_TRY(check_runnable(ctx, fn->block));
+    milk_runner *r = calloc(1, sizeof *r);
+    if (!r) return nomem(ctx);
+    r->p = p;
+    r->fn = fn;
+    r->blk = fn->block;
+    r->params = *params;
+    milk_status s = alloc_tables(ctx, r);
+    for (int i = 0; s == MILK_OK && i < r->blk->n_ops; i++) s = bind_op(ctx, r, i);
+    if (s == MILK_OK) s = load_consts(ctx, r);
+    for (int i = 0; i < fn->n_inputs; i++) r->pinned[fn->inputs[i]->id] = true;
+    for (int i = 0; i < r->blk->n_outputs; i++) r->keep[r->blk->outputs[i]->id] = true;
+    for (int i = 0; params->keep_all && i < fn->n_vars; i++) r->keep[i] = true;
+    if (s != MILK_OK) {
+        milk_runner_free(r);
+        return s;
+    }
+    *out = r;
+    return MILK_OK;
+}
+
+void milk_runner_free(milk_runner *r)
+{
+    if (!r) return;
+    for (int i = 0; r->vals && i < r->fn->n_vars; i++) milk_rt_release(&r->vals[i]);
+    for (int i = 0; i < r->n_inlines; i++) milk_rt_release(&r->inlines[i]);
+    for (int i = 0; r->in && i < r->blk->n_ops; i++) {
+        for (int a = 0; r->in[i] && a < r->blk->ops[i]->n_args; a++)
+            free((void *)r->in[i][a]);
+        free((void *)r->in[i]);
+    }
+    free(r->vals);
+    free(r->have);
+    free(r->keep);
+    free(r->pinned);
+    free(r->last_use);
+    free(r->inlines);
+    free((void *)r->in);
+    free(r->stats);
+    free(r);
+}
+
+/* ---- inputs ------------------------------------------------------------- */
+
+static bool same_shape(const milk_tensor_type *a, const milk_tensor_type *b)
+{
+    if (a->rank != b->rank) return false;
+    for (int i = 0; i < a->rank; i++)
+        if (a->dims[i] != b->dims[i]) return false;
+    return true;
+}
+
+static void format_type(char *buf, size_t n, const milk_tensor_type *t)
+{
+    int k = snprintf(buf, n, "tensor<%s, [", milk_dtype_name(t->dtype));
+    for (int i = 0; i < t->rank && k > 0 && (size_t)k < n; i++)
+        k += snprintf(buf + k, n - (size_t)k, "%s%lld", i ? ", " : "",
+                      (long long)t->dims[i]);
+    if (k > 0 && (size_t)k < n) snprintf(buf + k, n - (size_t)k, "]>");
+}
+
+/* The function's signature, for error messages about inputs. */
+static void signature(const milk_function *fn, char *buf, size_t n)
+{
+    size_t k = (size_t)snprintf(buf, n, "%s(", fn->name);
+    for (int i = 0; i < fn->n_inputs && k < n; i++) {
+        char t[128];
+        format_type(t, sizeof t, &fn->inputs[i]->type);
+        k += (size_t)snprintf(buf + k, n - k, "%s%s %s", i ? ", " : "", t,
+                              fn->inputs[i]->name);
+    }
+    if (k < n) snprintf(buf + k, n - k, ")");
+}
+
+static bool input_dtype_ok(milk_dtype given, milk_dtype declared)
+{
+    if (given == declared) return true;
+    bool gf = given == MILK_DTYPE_FP32 || given == MILK_DTYPE_FP16;
+    bool df = declared == MILK_DTYPE_FP32 || declared == MILK_DTYPE_FP16;
+    bool gi = given == MILK_DTYPE_INT32 || given == MILK_DTYPE_INT64;
+    return (gf && df) || (gi && declared == MILK_DTYPE_INT32);
+}
+
+milk_status milk_runner_set_input(milk_ctx *ctx, milk_runner *r,
+                                  const char *name,
+                                  const milk_tensor_type *type,
+                                  const void *data)
+{
+    char sig[1024];
+    signature(r->fn, sig, sizeof sig);
+    milk_var *v = milk_function_var(r->fn, name);
+    if (!v || v->producer)
+        return milk_errorf(ctx, MILK_ERR_INVALID_ARG,
+                           "no input called '%s'; the function is %s", name, sig);
+    char got[128], want[128];
+    format_type(got, sizeof got, type);
+    format_type(want, sizeof want, &v->type);
+    if (!same_shape(type, &v->type) || !input_dtype_ok(type->dtype, v->type.dtype))
+        return milk_errorf(ctx, MILK_ERR_INVALID_ARG,
+                           "input '%s' is %s, expected %s; the function is %s",
+                           name, got, want, sig);
+    milk_value src = {0};
+    src.kind = MILK_VALUE_TENSOR;
+    src.type = *type;
+    src.data.kind = MILK_DATA_BORROWED;
+    src.data.ptr = data;
+    milk_rt t;
+    MILK_TRY(milk_rt_from_value(ctx, &t, &src));
+    t.type = v->type; /* keep the declared dtype */
+    if (v->type.dtype == MILK_DTYPE_FP16 &&
+        r->params.precision == MILK_PRECISION_AS_DECLARED)
+        for (int64_t i = 0; i < t.count; i++)
+            milk_rt_f32(&t)[i] = milk_fp16_to_fp32(milk_fp32_to_fp16(milk_rt_f32(&t)[i]));
+    milk_rt_release(&r->vals[v->id]);
+    r->vals[v->id] = t;
+    r->have[v->id] = true;
+    return MILK_OK;
+}
+
+milk_status milk_runner_keep(milk_ctx *ctx, milk_runner *r, const char *name)
+{
+    milk_var *v = milk_function_var(r->fn, name);
+    if (!v) return milk_errorf(ctx, MILK_ERR_NOT_FOUND, "no var called '%s'", name);
+    r->keep[v->id] = true;
+    return MILK_OK;
+}
+
+/* ---- running ------------------------------------------------------------ */
+
+/* Count non-finite values and, for fp16 vars in as-declared mode, values
+ * beyond the fp16 range, then round to fp16. */
+static void finish_output(milk_runner *r, milk_rt *t, milk_op_stats *st)
+{
+    if (t->store != MILK_DTYPE_FP32) return;
+    bool round16 = t->type.dtype == MILK_DTYPE_FP16 &&
+                   r->params.precision == MILK_PRECISION_AS_DECLARED;
+    float *x = milk_rt_f32(t);
+    for (int64_t i = 0; i < t->count; i++) {
+        float v = x[i];
+        if (isfinite(v)) {
+            float a = fabsf(v);
+            if (a > st->max_abs) st->max_abs = a;
+            if (round16 && a > FP16_MAX) st->n_overflow++;
+        }
+        if (round16) x[i] = v = milk_fp16_to_fp32(milk_fp32_to_fp16(v));
+        if (isnan(v)) st->n_nan++;
+        else if (isinf(v)) st->n_inf++;
+    }
+}
+
+static milk_status run_op(milk_ctx *ctx, milk_runner *r, int i)
+{
+    const milk_op *op = r->blk->ops[i];
+    milk_op_stats *st = &r->stats[i];
+    memset(st, 0, sizeof *st);
+    st->op = op;
+    if (op->kind == MILK_OP_const_) return MILK_OK;
+    for (int a = 0; a < op->n_args; a++)
+        for (int j = 0; j < op->args[a].n; j++) {
+            milk_var *v = op->args[a].b[j].var;
+            if (v && !r->have[v->id] && milk_rt_store(v->type.dtype) != MILK_DTYPE_INVALID)
+                return milk_op_fail(ctx, op, op->args[a].param,
+                                    "value of '%s' is not available (input not set?)",
+                                    v->name);
+        }
+    milk_rt *out = &r->vals[op->outputs[0]->id];
+    for (int k = 0; k < op->n_outputs; k++) {
+        milk_var *v = op->outputs[k];
+        milk_rt_release(&r->vals[v->id]);
+        if (milk_rt_alloc(ctx, &r->vals[v->id], &v->type) != MILK_OK)
+            return milk_error_prefix(ctx, "op '%s' (%s): output '%s'", op->name,
+                                     milk_ops[op->kind]->name, v->name);
+        r->have[v->id] = true;
+    }
+    /* Multi-output ops get their outputs as a contiguous array. */
+    milk_rt outs[64];
+    bool multi = op->n_outputs > 1;
+    if (multi && op->n_outputs > 64)
+        return milk_op_fail(ctx, op, NULL, "more than 64 outputs");
+    for (int k = 0; multi && k < op->n_outputs; k++) outs[k] = r->vals[op->outputs[k]->id];
+    milk_eval ec = {ctx, op, r->params.precision,
+                    (const milk_rt *const *const *)r->in[i], multi ? outs : out,
+                    op->n_outputs};
+    const milk_op_info *info = milk_ops[op->kind];
+    milk_status s = !r->params.reference && info->eval_fast ? info->eval_fast(&ec)
+                                                            : info->eval(&ec);
+    MILK_TRY(s);
+    for (int k = 0; k < op->n_outputs; k++)
+        finish_output(r, &r->vals[op->outputs[k]->id], st);
+    return MILK_OK;
+}
+
+/* Free the values whose last reader was op i. */
+static void release_after(milk_runner *r, int i)
+{
+    const milk_op *op = r->blk->ops[i];
+    for (int a = 0; a < op->n_args; a++)
+        for (int j = 0; j < op->args[a].n; j++) {
+            milk_var *v = op->args[a].b[j].var;
+            if (!v || r->last_use[v->id] != i || r->keep[v->id] || r->pinned[v->id])
+                continue;
+            milk_rt_release(&r->vals[v->id]);
+            r->have[v->id] = false;
+        }
+}
+
+milk_status milk_runner_run(milk_ctx *ctx, milk_runner *r)
+{
+    for (int i = 0; i < r->fn->n_inputs; i++) {
+        milk_var *v = r->fn->inputs[i];
+        if (!r->have[v->id]) {
+            char sig[1024];
+            signature(r->fn, sig, sizeof sig);
+            return milk_errorf(ctx, MILK_ERR_INVALID_ARG,
+                               "input '%s' was not given; the function is %s",
+                               v->name, sig);
+        }
+    }
+    for (int i = 0; i < r->blk->n_ops; i++) {
+        MILK_TRY(run_op(ctx, r, i));
+        release_after(r, i);
+    }
+    return MILK_OK;
+}
+
+/* ---- results ------------------------------------------------------------ */
+
+const milk_tensor_type *milk_runner_type(const milk_runner *r, const char *name)
+{
+    milk_var *v = milk_function_var(r->fn, name);
+    return v && r->have[v->id] ? &r->vals[v->id].type : NULL;
+}
+
+milk_status milk_runner_read(milk_ctx *ctx, const milk_runner *r,
+                             const char *name, milk_dtype as, void *dst,
+                             size_t cap)
+{
+    milk_var *v = milk_function_var(r->fn, name);
+    if (!v || !r->have[v->id])
+        return milk_errorf(ctx, MILK_ERR_NOT_FOUND,
+                           "no value for '%s' (not a var, or not kept)", name);
+    const milk_rt *t = &r->vals[v->id];
+    uint64_t need;
+    if (!milk_dtype_nbytes(as, t->count, &need) || need > cap)
+        return milk_errorf(ctx, MILK_ERR_INVALID_ARG,
+                           "'%s': buffer of %zu bytes for %lld elements of %s",
+                           name, cap, (long long)t->count,
+                           milk_dtype_name(as) ? milk_dtype_name(as) : "?");
+    for (int64_t i = 0; i < t->count; i++) {
+        double x = t->store == MILK_DTYPE_FP32 ? milk_rt_f32(t)[i]
+                   : t->store == MILK_DTYPE_INT32 ? milk_rt_i32(t)[i]
+                                                  : milk_rt_bool(t)[i];
+        switch (as) {
+        case MILK_DTYPE_FP32: ((float *)dst)[i] = (float)x; break;
+        case MILK_DTYPE_FP16: ((uint16_t *)dst)[i] = milk_fp32_to_fp16((float)x); break;
+        case MILK_DTYPE_INT32: ((int32_t *)dst)[i] = (int32_t)x; break;
+        case MILK_DTYPE_BOOL: ((uint8_t *)dst)[i] = x != 0; break;
+        default:
+            return milk_errorf(ctx, MILK_ERR_INVALID_ARG,
+                               "cannot read values as %s", milk_dtype_name(as));
+        }
+    }
+    return MILK_OK;
+}
+
+int milk_runner_op_count(const milk_runner *r)
+{
+    return r->blk->n_ops;
+}
+
+const milk_op_stats *milk_runner_op_stats(const milk_runner *r, int i)
+{
+    return i >= 0 && i < r->blk->n_ops ? &r->stats[i] : NULL;
+}
