@@ -12,7 +12,7 @@ B       ?= build
 export MILK_BUILD := $(abspath $(B))
 PYTHON  := /usr/bin/python3
 CSTD    := -std=c11 -D_DEFAULT_SOURCE -D_FILE_OFFSET_BITS=64
-WARN    := -Wall -Wextra -Werror -Wno-unused-parameter
+WARN    := -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers
 OPT     ?= -O2 -g
 INC     := -Iinclude -I$(B)/gen -Isrc
 CFLAGS_ALL = $(CSTD) $(WARN) $(OPT) $(INC) -fPIC -fvisibility=default
