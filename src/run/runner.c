@@ -19,7 +19,7 @@ struct milk_runner {
     int *last_use;       /* op index of the last op reading the var */
     milk_rt *inlines;    /* inline binding values, materialized once */
     int n_inlines;
-    const milk_rt ***in; /* per op: in[arg][binding] */
+    const milk_rt ****in; /* per op i: in[i][arg][binding] */
     milk_op_stats *stats;
 };
 
@@ -297,7 +297,6 @@ static milk_status run_op(milk_ctx *ctx, milk_runner *r, int i)
                                     "value of '%s' is not available (input not set?)",
                                     v->name);
         }
-    milk_rt *out = &r->vals[op->outputs[0]->id];
     for (int k = 0; k < op->n_outputs; k++) {
         milk_var *v = op->outputs[k];
         milk_rt_release(&r->vals[v->id]);
@@ -307,13 +306,12 @@ static milk_status run_op(milk_ctx *ctx, milk_runner *r, int i)
         r->have[v->id] = true;
     }
     /* Multi-output ops get their outputs as a contiguous array. */
-    milk_rt outs[64];
-    bool multi = op->n_outputs > 1;
-    if (multi && op->n_outputs > 64)
+    milk_rt outs[64]; /* shallow copies: same data buffers */
+    if (op->n_outputs > 64)
         return milk_op_fail(ctx, op, NULL, "more than 64 outputs");
-    for (int k = 0; multi && k < op->n_outputs; k++) outs[k] = r->vals[op->outputs[k]->id];
+    for (int k = 0; k < op->n_outputs; k++) outs[k] = r->vals[op->outputs[k]->id];
     milk_eval ec = {ctx, op, r->params.precision,
-                    (const milk_rt *const *const *)r->in[i], multi ? outs : out,
+                    (const milk_rt *const *const *)r->in[i], outs,
                     op->n_outputs};
     const milk_op_info *info = milk_ops[op->kind];
     milk_status s = !r->params.reference && info->eval_fast ? info->eval_fast(&ec)
