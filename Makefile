@@ -23,7 +23,7 @@ PROTOS  := $(wildcard proto/*.proto)
 GEN_C   := $(patsubst proto/%.proto,$(B)/gen/%.pb-c.c,$(PROTOS))
 GEN_H   := $(GEN_C:.c=.h)
 SRC     := $(sort $(wildcard src/*/*.c))
-TOOL    := tools/milk.c
+TOOL    := $(sort $(wildcard tools/*.c))
 UNIT    := $(sort $(wildcard tests/unit/test_*.c))
 
 GEN_O    := $(patsubst proto/%.proto,gen/%.pb-c.o,$(PROTOS))
@@ -75,15 +75,15 @@ $(B)/libmilk.a: $(OBJ)
 $(B)/libmilk.so: $(OBJ)
 	$(CC) -shared -o $@ $^ $(LIBS)
 
-$(B)/milk: $(TOOL) $(B)/libmilk.a
-	$(CC) $(CFLAGS_ALL) $< $(B)/libmilk.a $(LIBS) -o $@
+$(B)/milk: $(TOOL) tools/cli.h $(B)/libmilk.a
+	$(CC) $(CFLAGS_ALL) $(TOOL) $(B)/libmilk.a $(LIBS) -o $@
 
 $(B)/asan/libmilk.a: $(ASAN_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(B)/asan/milk: $(TOOL) $(B)/asan/libmilk.a
-	$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(INC) $< $(B)/asan/libmilk.a $(LIBS) -o $@
+$(B)/asan/milk: $(TOOL) tools/cli.h $(B)/asan/libmilk.a
+	$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(INC) $(TOOL) $(B)/asan/libmilk.a $(LIBS) -o $@
 
 $(B)/asan/tests/%: tests/unit/%.c tests/unit/check.h $(B)/asan/libmilk.a
 	@mkdir -p $(dir $@)

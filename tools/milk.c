@@ -1,51 +1,83 @@
-/* milk.c: the command-line tool. Each subcommand parses its arguments and
- * calls the library; errors print the context message and exit non-zero. */
-#include "milk.h"
+/* milk.c: the command-line tool. Each subcommand (tools/cmd_*.c) parses
+ * its arguments and calls the library; errors print the context message
+ * and exit with status 2 (1 is kept for "ran, but found a problem"). */
+#include "cli.h"
 
-#include <stdio.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
-typedef int (*cmd_fn)(milk_ctx *ctx, int argc, char **argv);
-
-static int fail(milk_ctx *ctx, milk_status s)
+int cli_fail(milk_ctx *ctx, milk_status s)
 {
     fprintf(stderr, "milk: %s: %s\n", milk_status_str(s), milk_ctx_error(ctx));
     return 2;
 }
 
-static int cmd_dump(milk_ctx *ctx, int argc, char **argv)
+int cli_usage(const char *usage, const char *fmt, ...)
 {
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        fputs("milk: ", stderr);
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+        va_end(ap);
+    }
+    fprintf(stderr, "usage: %s\n", usage);
+    return 2;
+}
+
+int cli_opt(int argc, char **argv, int *i, const char *name, const char **val)
+{
+    size_t n = strlen(name);
+    if (strncmp(argv[*i], name, n) != 0) return 0;
+    if (argv[*i][n] == '=') {
+        *val = argv[*i] + n + 1;
+        return 1;
+    }
+    if (argv[*i][n] != 0) return 0;
+    if (*i + 1 >= argc) {
+        *val = NULL;
+        return 1;
+    }
+    *val = argv[++*i];
+    return 1;
+}
+
+int cmd_dump(milk_ctx *ctx, int argc, char **argv)
+{
+    const char *usage = "milk dump PKG [--values]";
     unsigned flags = 0;
     const char *path = NULL;
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--values") == 0)
             flags |= MILK_PRINT_VALUES;
-        else if (!path)
+        else if (argv[i][0] != '-' && !path)
             path = argv[i];
-        else {
-            fprintf(stderr, "milk dump: unexpected argument '%s'\n", argv[i]);
-            return 2;
-        }
+        else
+            return cli_usage(usage, "dump: unexpected argument '%s'", argv[i]);
     }
-    if (!path) {
-        fprintf(stderr, "usage: milk dump PKG [--values]\n");
-        return 2;
-    }
+    if (!path) return cli_usage(usage, NULL);
     milk_program *p;
     milk_status s = milk_program_load(ctx, path, &p);
-    if (s != MILK_OK) return fail(ctx, s);
+    if (s != MILK_OK) return cli_fail(ctx, s);
     s = milk_program_print(ctx, p, stdout, flags);
     milk_program_free(p);
-    return s == MILK_OK ? 0 : fail(ctx, s);
+    return s == MILK_OK ? 0 : cli_fail(ctx, s);
 }
 
 static const struct {
     const char *name;
-    cmd_fn fn;
+    int (*fn)(milk_ctx *ctx, int argc, char **argv);
     const char *help;
 } cmds[] = {
-    {"dump", cmd_dump, "dump PKG [--values]     print the program as model.mil text"},
+    {"dump", cmd_dump, "dump PKG [--values]\n"
+                       "      print the program as model.mil text"},
+#if 0 /* lands with .npy support */
+    {"run", cmd_run, "run PKG --input NAME=FILE.npy ... --output OUT.npz\n"
+                     "      [--precision as-declared|fp32] [--keep-all] [--reference]\n"
+                     "      execute the program with the reference interpreter"},
+#endif
 };
 
 static void usage(FILE *f)

@@ -1,0 +1,20 @@
+/* cli.h: what the subcommands of the milk tool share. */
+#ifndef MILK_CLI_H
+#define MILK_CLI_H
+
+#include "milk.h"
+
+#include <stdio.h>
+
+/* Print "milk: <status>: <message>" and return the exit status for errors. */
+int cli_fail(milk_ctx *ctx, milk_status s);
+/* Print a usage error for a subcommand and return 2. */
+int cli_usage(const char *usage, const char *fmt, ...);
+/* True if argv[*i] is `name`; then *val is the next argument (error if
+ * missing) and *i advances. Also accepts `name=value`. */
+int cli_opt(int argc, char **argv, int *i, const char *name, const char **val);
+
+int cmd_dump(milk_ctx *ctx, int argc, char **argv);
+int cmd_run(milk_ctx *ctx, int argc, char **argv);
+
+#endif
