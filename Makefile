@@ -30,6 +30,10 @@ GEN_O    := $(patsubst proto/%.proto,gen/%.pb-c.o,$(PROTOS))
 OBJ      := $(patsubst %.c,$(B)/obj/%.o,$(SRC)) $(addprefix $(B)/obj/,$(GEN_O))
 ASAN_OBJ := $(patsubst %.c,$(B)/asan/obj/%.o,$(SRC)) $(addprefix $(B)/asan/obj/,$(GEN_O))
 UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/asan/tests/%,$(UNIT))
+# Helper programs the Python tests drive (optimized build, and an ASan one).
+TTOOLS   := $(sort $(wildcard tests/tools/*.c))
+TTOOL_BIN := $(patsubst tests/tools/%.c,$(B)/tools/%,$(TTOOLS)) \
+             $(patsubst tests/tools/%.c,$(B)/asan/tools/%,$(TTOOLS))
 
 .PHONY: all test unit pytest bench demo deps clean asan py-protos
 .DELETE_ON_ERROR:
@@ -89,13 +93,21 @@ $(B)/asan/tests/%: tests/unit/%.c tests/unit/check.h $(B)/asan/libmilk.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(INC) -Itests/unit $< $(B)/asan/libmilk.a $(LIBS) -o $@
 
+$(B)/tools/%: tests/tools/%.c $(B)/libmilk.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $< $(B)/libmilk.a $(LIBS) -o $@
+
+$(B)/asan/tools/%: tests/tools/%.c $(B)/asan/libmilk.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(INC) $< $(B)/asan/libmilk.a $(LIBS) -o $@
+
 asan: $(B)/asan/milk $(UNIT_BIN)
 
 # Unit tests run under AddressSanitizer and UBSan (leaks included).
 unit: asan
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
-pytest: all asan
+pytest: all asan $(TTOOL_BIN)
 	$(PYTHON) -m pytest -q tests
 
 test: unit pytest
