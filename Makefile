@@ -27,6 +27,7 @@ TOOL    := $(sort $(wildcard tools/*.c))
 UNIT    := $(sort $(wildcard tests/unit/test_*.c))
 
 GEN_O    := $(patsubst proto/%.proto,gen/%.pb-c.o,$(PROTOS))
+EXAMPLES := $(patsubst examples/%.c,$(B)/examples/%,$(sort $(wildcard examples/*.c)))
 OBJ      := $(patsubst %.c,$(B)/obj/%.o,$(SRC)) $(addprefix $(B)/obj/,$(GEN_O))
 ASAN_OBJ := $(patsubst %.c,$(B)/asan/obj/%.o,$(SRC)) $(addprefix $(B)/asan/obj/,$(GEN_O))
 UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/asan/tests/%,$(UNIT))
@@ -39,7 +40,7 @@ TTOOL_BIN := $(patsubst tests/tools/%.c,$(B)/tools/%,$(TTOOLS)) \
 .DELETE_ON_ERROR:
 .SECONDARY: $(GEN_C) $(GEN_H)
 
-all: $(B)/milk $(B)/libmilk.a $(B)/libmilk.so py-protos
+all: $(B)/milk $(B)/libmilk.a $(B)/libmilk.so $(EXAMPLES) py-protos
 
 $(B)/gen/%.pb-c.c $(B)/gen/%.pb-c.h: proto/%.proto
 	@mkdir -p $(B)/gen
@@ -92,6 +93,11 @@ $(B)/asan/milk: $(TOOL) tools/cli.h $(B)/asan/libmilk.a
 $(B)/asan/tests/%: tests/unit/%.c tests/unit/check.h $(B)/asan/libmilk.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(INC) -Itests/unit $< $(B)/asan/libmilk.a $(LIBS) -o $@
+
+# Examples see only the public header.
+$(B)/examples/%: examples/%.c include/milk.h $(B)/libmilk.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) $(OPT) -Iinclude $< $(B)/libmilk.a $(LIBS) -o $@
 
 $(B)/tools/%: tests/tools/%.c $(B)/libmilk.a
 	@mkdir -p $(dir $@)
