@@ -73,11 +73,9 @@ static const struct {
 } cmds[] = {
     {"dump", cmd_dump, "dump PKG [--values]\n"
                        "      print the program as model.mil text"},
-#if 0 /* lands with .npy support */
     {"run", cmd_run, "run PKG --input NAME=FILE.npy ... --output OUT.npz\n"
                      "      [--precision as-declared|fp32] [--keep-all] [--reference]\n"
                      "      execute the program with the reference interpreter"},
-#endif
 };
 
 static void usage(FILE *f)
