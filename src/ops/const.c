@@ -14,5 +14,11 @@ static milk_status const_infer(milk_infer *ic)
     return MILK_OK;
 }
 
-const milk_op_info milk_op_const_ = {"const", const_params, MILK_TARGET_IOS15,
-                                     const_infer, NULL};
+/* const: no inputs; its value is the `val` attribute.
+ * Output: the value's type. */
+const milk_op_info milk_op_const_ = {
+    .name = "const",
+    .params = const_params,
+    .min_opset = MILK_TARGET_IOS15,
+    .infer = const_infer,
+};
