@@ -90,7 +90,7 @@ $(B)/asan/libmilk.a: $(ASAN_OBJ)
 $(B)/asan/milk: $(TOOL) tools/cli.h $(B)/asan/libmilk.a
 	$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(INC) $(TOOL) $(B)/asan/libmilk.a $(LIBS) -o $@
 
-$(B)/asan/tests/%: tests/unit/%.c tests/unit/check.h $(B)/asan/libmilk.a
+$(B)/asan/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(B)/asan/libmilk.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(INC) -Itests/unit $< $(B)/asan/libmilk.a $(LIBS) -o $@
 

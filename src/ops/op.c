@@ -40,6 +40,12 @@ milk_status milk_op_fail(milk_ctx *ctx, const milk_op *op, const char *param,
                        milk_ops[op->kind]->name, msg);
 }
 
+/* A dtype's name for messages, never NULL. */
+static const char *dtname(milk_dtype d)
+{
+    return milk_dtype_name(d) ? milk_dtype_name(d) : "?";
+}
+
 static milk_target op_opset(const milk_op *op)
 {
     return op->block ? op->block->fn->opset : MILK_TARGET_IOS18;
@@ -183,7 +189,7 @@ milk_status milk_op_ints(milk_ctx *ctx, const milk_op *op, const char *param,
         return milk_op_fail(ctx, op, param,
                             "expected an integer scalar or vector, got %s "
                             "of rank %d",
-                            milk_dtype_name(c->type.dtype), (int)c->type.rank);
+                            dtname(c->type.dtype), (int)c->type.rank);
     int64_t count = milk_tensor_type_count(&c->type);
     if (count < 0 || count > max)
         return milk_op_fail(ctx, op, param, "expected at most %d values, got %lld",
@@ -215,7 +221,7 @@ milk_status milk_op_int(milk_ctx *ctx, const milk_op *op, const char *param,
     }
     if (!is_int_dtype(c->type.dtype))
         return milk_op_fail(ctx, op, param, "expected an integer, got %s",
-                            milk_dtype_name(c->type.dtype));
+                            dtname(c->type.dtype));
     return milk_value_get_i64(ctx, c, 0, v);
 }
 
@@ -230,7 +236,7 @@ milk_status milk_op_f64(milk_ctx *ctx, const milk_op *op, const char *param,
     }
     if (c->type.dtype == MILK_DTYPE_STRING || c->type.dtype == MILK_DTYPE_BOOL)
         return milk_op_fail(ctx, op, param, "expected a number, got %s",
-                            milk_dtype_name(c->type.dtype));
+                            dtname(c->type.dtype));
     return milk_value_get_f64(ctx, c, 0, v);
 }
 
@@ -245,7 +251,7 @@ milk_status milk_op_bool(milk_ctx *ctx, const milk_op *op, const char *param,
     }
     if (c->type.dtype != MILK_DTYPE_BOOL)
         return milk_op_fail(ctx, op, param, "expected a bool, got %s",
-                            milk_dtype_name(c->type.dtype));
+                            dtname(c->type.dtype));
     int64_t x;
     MILK_TRY(milk_value_get_i64(ctx, c, 0, &x));
     *v = x != 0;
@@ -263,7 +269,7 @@ milk_status milk_op_str(milk_ctx *ctx, const milk_op *op, const char *param,
     }
     if (c->type.dtype != MILK_DTYPE_STRING)
         return milk_op_fail(ctx, op, param, "expected a string, got %s",
-                            milk_dtype_name(c->type.dtype));
+                            dtname(c->type.dtype));
     *v = milk_value_get_str(c, 0);
     return MILK_OK;
 }
@@ -275,8 +281,7 @@ milk_status milk_op_check_dtype(milk_ctx *ctx, const milk_op *op,
     if (!t) return MILK_OK;
     if ((unsigned)t->dtype < 64 && (mask & MILK_DT(t->dtype))) return MILK_OK;
     return milk_op_fail(ctx, op, param, "dtype %s is not allowed here",
-                        milk_dtype_name(t->dtype) ? milk_dtype_name(t->dtype)
-                                                  : "?");
+                        dtname(t->dtype));
 }
 
 milk_status milk_op_axis(milk_ctx *ctx, const milk_op *op, const char *param,
