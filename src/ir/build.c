@@ -12,9 +12,9 @@ static milk_arena *arena_of(milk_block *b)
 
 /* Append a const op called name whose value is val; its output var has the
  * same name. */
-static milk_status add_const_value(milk_ctx *ctx, milk_block *b,
-                                   const char *name, milk_value *val,
-                                   milk_var **out)
+milk_status milk_block_insert_const(milk_ctx *ctx, milk_block *b, int at,
+                                    const char *name, milk_value *val,
+                                    milk_var **out)
 {
     if (!val) return milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
     milk_op *op = milk_op_new(arena_of(b), MILK_OP_const_, name);
@@ -22,9 +22,16 @@ static milk_status add_const_value(milk_ctx *ctx, milk_block *b,
     op->val = val;
     milk_var *v;
     MILK_TRY(milk_op_add_output(ctx, b->fn, op, name, &val->type, &v));
-    MILK_TRY(milk_block_append(ctx, b, op));
+    MILK_TRY(milk_block_insert(ctx, b, at, op));
     if (out) *out = v;
     return MILK_OK;
+}
+
+static milk_status add_const_value(milk_ctx *ctx, milk_block *b,
+                                   const char *name, milk_value *val,
+                                   milk_var **out)
+{
+    return milk_block_insert_const(ctx, b, b->n_ops, name, val, out);
 }
 
 static milk_status check_const_type(milk_ctx *ctx, const char *name,
@@ -172,6 +179,15 @@ milk_status milk_block_add_op(milk_ctx *ctx, milk_block *b, const char *type,
                               const char *name, const milk_input *inputs,
                               int n_inputs, milk_op **out)
 {
+    return milk_block_insert_op(ctx, b, b->n_ops, type, name, inputs, n_inputs,
+                                out);
+}
+
+milk_status milk_block_insert_op(milk_ctx *ctx, milk_block *b, int at,
+                                 const char *type, const char *name,
+                                 const milk_input *inputs, int n_inputs,
+                                 milk_op **out)
+{
     int kind = milk_op_kind_from_name(type);
     if (kind < 0)
         return milk_errorf(ctx, MILK_ERR_UNSUPPORTED, "op '%s': unknown op type '%s'",
@@ -213,7 +229,7 @@ milk_status milk_block_add_op(milk_ctx *ctx, milk_block *b, const char *type,
     milk_infer_release(&ic);
     op->block = NULL;
     MILK_TRY(s);
-    MILK_TRY(milk_block_append(ctx, b, op));
+    MILK_TRY(milk_block_insert(ctx, b, at, op));
     if (out) *out = op;
     return MILK_OK;
 }

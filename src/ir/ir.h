@@ -218,6 +218,41 @@ milk_status milk_attrs_set(milk_ctx *ctx, milk_arena *a, milk_attrs *at,
                            const char *key, milk_value *val);
 milk_value *milk_attrs_get(const milk_attrs *at, const char *key);
 
+/* ---- editing, for passes (src/ir/build.c, src/ir/edit.c) ---------------- */
+
+/* As milk_block_add_op / a const, but placed at index `at` of b's ops. */
+milk_status milk_block_insert_op(milk_ctx *ctx, milk_block *b, int at,
+                                 const char *type, const char *name,
+                                 const milk_input *inputs, int n_inputs,
+                                 milk_op **out);
+milk_status milk_block_insert_const(milk_ctx *ctx, milk_block *b, int at,
+                                    const char *name, milk_value *val,
+                                    milk_var **out);
+/* Put op at index `at` of b (0 <= at <= n_ops). */
+milk_status milk_block_insert(milk_ctx *ctx, milk_block *b, int at,
+                              milk_op *op);
+/* Index of op in its block, or -1. */
+int milk_block_index_of(const milk_block *b, const milk_op *op);
+/* Take op out of its block and forget its output names. Its outputs must
+ * have no remaining uses (check with milk_var_use_count). */
+void milk_block_remove(milk_block *b, milk_op *op);
+/* Make every binding of `from` (in f's ops, nested blocks included) and
+ * every block output equal to `from` refer to `to` instead. */
+void milk_function_replace_uses(milk_function *f, milk_var *from,
+                                milk_var *to);
+/* Bindings plus block-output entries that refer to v. */
+int milk_var_use_count(const milk_function *f, const milk_var *v);
+/* Re-run type inference on op and store the result in its outputs' types
+ * (for passes that change an input's type). */
+milk_status milk_op_reinfer(milk_ctx *ctx, milk_op *op);
+/* Remove ops none of whose outputs is used, until none is left; returns
+ * the number removed in *removed (may be NULL). */
+milk_status milk_function_dce(milk_ctx *ctx, milk_function *f, int *removed);
+/* A var name not yet used in f: base itself, else base_1, base_2, ...
+ * Written into buf (n bytes). */
+void milk_function_fresh_name(const milk_function *f, const char *base,
+                              char *buf, size_t n);
+
 /* ---- queries ------------------------------------------------------------- */
 
 /* The argument named param of op, or NULL. */

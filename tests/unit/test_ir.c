@@ -112,6 +112,46 @@ static void test_fp16(void)
     CHECK_EQ_INT(bad, 0);
 }
 
+/* Passes' editing helpers: insert at a position, redirect uses, DCE. */
+static void test_edit(milk_ctx *ctx)
+{
+    milk_program *p;
+    milk_function *f;
+    milk_var *x;
+    milk_op *r1, *r2, *dead;
+    CHECK_OK(ctx, milk_program_create(ctx, MILK_TARGET_IOS17, &p));
+    CHECK_OK(ctx, milk_program_add_function(ctx, p, "main", &f));
+    milk_tensor_type t = tt(MILK_DTYPE_FP32, 1, (int64_t[]){3});
+    CHECK_OK(ctx, milk_function_add_input(ctx, f, "x", &t, &x));
+    milk_block *b = milk_function_block(f);
+    milk_input in[] = {{"x", x}};
+    CHECK_OK(ctx, milk_block_add_op(ctx, b, "relu", "r1", in, 1, &r1));
+    milk_input in2[] = {{"x", milk_op_output(r1, 0)}};
+    CHECK_OK(ctx, milk_block_add_op(ctx, b, "relu", "r2", in2, 1, &r2));
+    CHECK_OK(ctx, milk_block_add_op(ctx, b, "exp", "dead", in, 1, &dead));
+    CHECK_OK(ctx, milk_block_add_output(ctx, b, milk_op_output(r2, 0)));
+    /* insert a sigmoid of x before r2, and make r2 read it */
+    milk_op *sg;
+    CHECK_OK(ctx, milk_block_insert_op(ctx, b, 1, "sigmoid", "sg", in, 1, &sg));
+    CHECK(milk_block_op(b, 1) == sg && milk_block_op(b, 2) == r2);
+    CHECK_EQ_INT(milk_var_use_count(f, milk_op_output(r1, 0)), 1);
+    milk_function_replace_uses(f, milk_op_output(r1, 0), milk_op_output(sg, 0));
+    CHECK_EQ_INT(milk_var_use_count(f, milk_op_output(r1, 0)), 0);
+    CHECK(milk_op_input_var(r2, 0, 0) == milk_op_output(sg, 0));
+    /* r1 and dead are now unused: DCE removes both and frees their names */
+    int removed = -1;
+    CHECK_OK(ctx, milk_function_dce(ctx, f, &removed));
+    CHECK_EQ_INT(removed, 2);
+    CHECK_EQ_INT(milk_block_op_count(b), 2);
+    CHECK(milk_function_var(f, "r1") == NULL);
+    char name[32];
+    milk_function_fresh_name(f, "sg", name, sizeof name);
+    CHECK(strcmp(name, "sg_1") == 0);
+    milk_function_fresh_name(f, "r1", name, sizeof name);
+    CHECK(strcmp(name, "r1") == 0);
+    milk_program_free(p);
+}
+
 int main(void)
 {
     milk_ctx *ctx;
@@ -119,6 +159,7 @@ int main(void)
     test_broadcast_add(ctx);
     test_consts(ctx);
     test_fp16();
+    test_edit(ctx);
     milk_ctx_free(ctx);
     return check_report("test_ir");
 }
