@@ -118,7 +118,11 @@ pytest: all asan $(TTOOL_BIN)
 
 test: unit pytest
 
-bench: all
+$(B)/bench/%: bench/%.c $(B)/libmilk.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $< $(B)/libmilk.a $(LIBS) -o $@
+
+bench: all $(B)/bench/bench_run
 	$(PYTHON) bench/run.py
 
 deps:
