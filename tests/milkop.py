@@ -41,7 +41,8 @@ def _entry(param, v, tmp, i):
         v = In(v)
     if isinstance(v, (In, Const)):
         path = os.path.join(tmp, f"in{i}.npy")
-        np.save(path, np.ascontiguousarray(v.array))
+        # ascontiguousarray makes a 0-d array 1-d: keep the shape
+        np.save(path, np.ascontiguousarray(v.array).reshape(v.array.shape))
         e = {"param": param, "npy": path, "const": isinstance(v, Const)}
         if v.dtype:
             e["dtype"] = v.dtype
@@ -75,6 +76,54 @@ def run_op(op, inputs, target="ios18", precision="fp32", reference=False,
         with np.load(spec["output"]) as z:
             outs = [z[f"out{i}"] for i in range(len(types))]
         return outs, types
+
+
+def run_ops(cases, binary="opcheck", asan=False):
+    """Run many one-op programs in one helper process (opcheck --batch).
+    cases: a list of (op, inputs) or (op, inputs, options), options being
+    run_op's keyword arguments target, precision, reference. Returns, per
+    case, (outputs, types) as run_op does, or a RuntimeError instance if
+    that case failed."""
+    exe = BUILD / ("asan/tools" if asan else "tools") / binary
+    with tempfile.TemporaryDirectory() as tmp:
+        specs = []
+        for c, case in enumerate(cases):
+            op, inputs = case[0], case[1]
+            opts = case[2] if len(case) > 2 else {}
+            d = os.path.join(tmp, str(c))
+            os.mkdir(d)
+            specs.append({"op": op, "target": opts.get("target", "ios18"),
+                          "precision": opts.get("precision", "fp32"),
+                          "reference": opts.get("reference", False),
+                          "output": os.path.join(d, "out.npz"),
+                          "inputs": [_entry(p, v, d, i)
+                                     for i, (p, v) in enumerate(inputs)]})
+        spec_path = os.path.join(tmp, "specs.json")
+        with open(spec_path, "w") as f:
+            json.dump(specs, f)
+        r = subprocess.run([str(exe), "--batch", spec_path],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"opcheck --batch failed: {r.stderr.strip()}")
+        results, types = [], None
+        for line in r.stdout.splitlines():
+            if line.startswith("["):
+                types = json.loads(line)
+            elif line.startswith("{"):
+                done = json.loads(line)
+                spec = specs[done["done"]]
+                if done["error"]:
+                    results.append(RuntimeError(f"opcheck {spec['op']} failed: "
+                                                f"{done['error']}"))
+                else:
+                    with np.load(spec["output"]) as z:
+                        outs = [z[f"out{i}"] for i in range(len(types))]
+                    results.append((outs, types))
+                types = None
+        if len(results) != len(cases):
+            raise RuntimeError(f"opcheck --batch stopped after {len(results)} "
+                               f"of {len(cases)} cases: {r.stderr.strip()}")
+        return results
 
 
 def rel_err(got, want):

@@ -113,6 +113,15 @@ static milk_status convert(milk_ctx *ctx, milk_dtype from, milk_dtype to,
         memcpy(dst, src, (size_t)nb);
         return MILK_OK;
     }
+    if (from == MILK_DTYPE_FP32 && to == MILK_DTYPE_FP16) {
+        /* fp16 conversion of fp32 weights: the common case, kept tight */
+        for (size_t i = 0; i < n; i++) {
+            float f;
+            memcpy(&f, (const char *)src + i * sizeof f, sizeof f);
+            ((uint16_t *)dst)[i] = milk_fp32_to_fp16(f);
+        }
+        return MILK_OK;
+    }
     for (size_t i = 0; i < n; i++) {
         if (to == MILK_DTYPE_FP16) {
             double f;

@@ -1,15 +1,16 @@
-/* concat.c: concat (variadic input) and split (variadic output), after
- * coremltools' ops/defs/iOS15/tensor_operation.py. */
-#include "infer.h"
+/* concat.c: concat and stack (variadic input) and split (variadic
+ * output), after coremltools' ops/defs/iOS15/tensor_operation.py. */
+#include "layout.h"
 
 #include <stdlib.h>
 
 /* values[i] agrees with values[0] in dtype, rank, and every dim but the
- * axis (every dim with interleave); unknown dims agree with anything. */
+ * axis (every dim with `equal`, which names the reason); unknown dims agree
+ * with anything. */
 static milk_status concat_check_one(milk_infer *ic,
                                     const milk_tensor_type *a,
                                     const milk_tensor_type *b, int i,
-                                    int axis, bool interleave)
+                                    int axis, const char *equal)
 {
     if (b->dtype != a->dtype)
         return milk_op_fail(ic->ctx, ic->op, "values",
@@ -22,14 +23,12 @@ static milk_status concat_check_one(milk_infer *ic,
                             (int)b->rank, (int)a->rank);
     for (int d = 0; d < a->rank; d++) {
         if (!MILK_DIM_KNOWN(a->dims[d]) || !MILK_DIM_KNOWN(b->dims[d]) ||
-            a->dims[d] == b->dims[d] || (d == axis && !interleave))
+            a->dims[d] == b->dims[d] || (d == axis && !equal))
             continue;
         return milk_op_fail(ic->ctx, ic->op, "values",
                             "value %d has %lld at dim %d, value 0 has %lld%s",
                             i, (long long)b->dims[d], d,
-                            (long long)a->dims[d],
-                            interleave ? " (interleave needs equal shapes)"
-                                       : "");
+                            (long long)a->dims[d], equal ? equal : "");
     }
     return MILK_OK;
 }
@@ -50,7 +49,10 @@ static milk_status concat_infer(milk_infer *ic)
     memcpy(dims, v0->dims, sizeof dims);
     for (int i = 0; i < n; i++) {
         const milk_tensor_type *t = milk_op_in_type_at(ic->op, "values", i);
-        MILK_TRY(concat_check_one(ic, v0, t, i, axis, interleave));
+        MILK_TRY(concat_check_one(ic, v0, t, i, axis,
+                                  interleave ? " (interleave needs equal "
+                                               "shapes)"
+                                             : NULL));
         int64_t d = t->rank ? t->dims[axis] : 1;
         if (sum >= 0 && MILK_DIM_KNOWN(d) &&
             __builtin_add_overflow(sum, d, &sum))
@@ -76,11 +78,51 @@ static const milk_param concat_params[] = {
     {0},
 };
 
+/* The product of dims[lo..hi) of a runtime tensor. */
+static int64_t span(const milk_tensor_type *t, int lo, int hi)
+{
+    int64_t p = 1;
+    for (int i = lo; i < hi; i++) p *= t->dims[i];
+    return p;
+}
+
+/* Without interleave, out[p, :] (p over the dims before axis) is
+ * values[0][p, :], then values[1][p, :], ...; with interleave, slice j of
+ * values[v] along axis becomes slice j * n + v. */
+static milk_status concat_eval(milk_eval *ec)
+{
+    int n = milk_eval_in_count(ec, "values");
+    milk_rt *o = &ec->out[0];
+    int64_t ax;
+    bool interleave;
+    MILK_TRY(milk_op_int(ec->ctx, ec->op, "axis", 0, &ax));
+    MILK_TRY(milk_op_bool(ec->ctx, ec->op, "interleave", false, &interleave));
+    int axis = (int)(ax < 0 ? ax + o->type.rank : ax);
+    int64_t outer = span(&o->type, 0, axis);
+    int64_t inner = span(&o->type, axis + 1, o->type.rank), at = 0;
+    /* out: [outer, sum of the values' axis dims, inner] */
+    for (int64_t p = 0; p < outer; p++) {
+        int64_t len = interleave ? o->type.dims[axis] / n : 1;
+        for (int64_t j = 0; j < len; j++)
+            for (int v = 0; v < n; v++) {
+                const milk_rt *x = milk_eval_in_at(ec, "values", v);
+                /* a scalar value counts as a vector of one element */
+                int64_t d = x->type.rank ? x->type.dims[axis] : 1;
+                int64_t take = interleave ? inner : d * inner;
+                int64_t from = interleave ? (p * d + j) * inner : p * take;
+                for (int64_t k = 0; k < take; k++)
+                    milk_layout_copy(o, at++, x, from + k);
+            }
+    }
+    return MILK_OK;
+}
+
 const milk_op_info milk_op_concat = {
     .name = "concat",
     .params = concat_params,
     .min_opset = MILK_TARGET_IOS15,
     .infer = concat_infer,
+    .eval = concat_eval,
 };
 
 /* The sizes of the pieces, from split_sizes (which must sum to the axis
@@ -173,9 +215,104 @@ static const milk_param split_params[] = {
     {0},
 };
 
+/* Piece k takes x[o, c_k : c_k + size_k, :] for every o over the dims
+ * before axis, c_k the sum of the sizes before it. */
+static milk_status split_eval(milk_eval *ec)
+{
+    const milk_rt *x = milk_eval_in(ec, "x");
+    int64_t ax;
+    MILK_TRY(milk_op_int(ec->ctx, ec->op, "axis", 0, &ax));
+    int axis = (int)(ax < 0 ? ax + x->type.rank : ax);
+    int64_t outer = span(&x->type, 0, axis);
+    int64_t inner = span(&x->type, axis + 1, x->type.rank);
+    int64_t dim = x->type.dims[axis], c = 0;
+    for (int k = 0; k < ec->n_out; k++) {
+        milk_rt *o = &ec->out[k];
+        int64_t size = o->type.dims[axis];
+        if (c + size > dim)
+            return milk_op_fail(ec->ctx, ec->op, "split_sizes",
+                                "pieces exceed the axis dim %lld",
+                                (long long)dim);
+        /* piece k: [outer, size, inner] */
+        for (int64_t p = 0; p < outer; p++)
+            for (int64_t i = 0; i < size * inner; i++)
+                milk_layout_copy(o, p * size * inner + i, x,
+                                 (p * dim + c) * inner + i);
+        c += size;
+    }
+    return MILK_OK;
+}
+
 const milk_op_info milk_op_split = {
     .name = "split",
     .params = split_params,
     .min_opset = MILK_TARGET_IOS15,
     .infer = split_infer,
+    .eval = split_eval,
+};
+
+/* ---- stack ------------------------------------------------------------- */
+
+static milk_status stack_infer(milk_infer *ic)
+{
+    int n = milk_op_in_count(ic->op, "values");
+    const milk_tensor_type *v0;
+    int64_t ax, dims[MILK_MAX_RANK];
+    MILK_TRY(milk_infer_tensor(ic, "values", milk_dt_layout(ic->opset), 0,
+                               MILK_MAX_RANK - 1, &v0));
+    MILK_TRY(milk_infer_int(ic, "axis", MILK_DT_INT32, 0, &ax));
+    int axis;
+    MILK_TRY(milk_infer_axis(ic, "axis", ax, v0->rank + 1, &axis));
+    memcpy(dims, v0->dims, sizeof dims);
+    for (int i = 0; i < n; i++) {
+        const milk_tensor_type *t = milk_op_in_type_at(ic->op, "values", i);
+        /* equal shapes: concat's check with no free axis */
+        MILK_TRY(concat_check_one(ic, v0, t, i, -1,
+                                  " (stack needs equal shapes)"));
+        for (int d = 0; d < v0->rank; d++)
+            if (!MILK_DIM_KNOWN(dims[d])) dims[d] = t->dims[d];
+    }
+    memmove(dims + axis + 1, dims + axis,
+            (size_t)(v0->rank - axis) * sizeof *dims);
+    dims[axis] = n;
+    return milk_infer_one(ic, v0->dtype, v0->rank + 1, dims);
+}
+
+/* out[o, v, i] = values[v][o, i], o over the dims before axis. */
+static milk_status stack_eval(milk_eval *ec)
+{
+    int n = milk_eval_in_count(ec, "values");
+    milk_rt *o = &ec->out[0];
+    int64_t ax;
+    MILK_TRY(milk_op_int(ec->ctx, ec->op, "axis", 0, &ax));
+    int axis = (int)(ax < 0 ? ax + o->type.rank : ax);
+    int64_t outer = span(&o->type, 0, axis);
+    int64_t inner = span(&o->type, axis + 1, o->type.rank), at = 0;
+    /* out: [outer, n, inner] */
+    for (int64_t p = 0; p < outer; p++)
+        for (int v = 0; v < n; v++)
+            for (int64_t i = 0; i < inner; i++)
+                milk_layout_copy(o, at++, milk_eval_in_at(ec, "values", v),
+                                 p * inner + i);
+    return MILK_OK;
+}
+
+/* stack: joins equal-shaped tensors along a new axis.
+ *   values  R V  one binding per tensor, same dtype (layout dtypes) and
+ *                shape (rank < 8)
+ *   axis    R C  int32, the new dim's place, in [-rank-1, rank]
+ * Output: the values' shape with a dim of size len(values) inserted at
+ * axis. */
+static const milk_param stack_params[] = {
+    {"values", MILK_P_REQ | MILK_P_VARIADIC, 0},
+    {"axis", MILK_P_REQ | MILK_P_CONST, 0},
+    {0},
+};
+
+const milk_op_info milk_op_stack = {
+    .name = "stack",
+    .params = stack_params,
+    .min_opset = MILK_TARGET_IOS15,
+    .infer = stack_infer,
+    .eval = stack_eval,
 };

@@ -128,4 +128,11 @@ milk_status milk_window_transpose_out(milk_infer *ic, milk_pad_type pt,
                                       const milk_window *w, int i,
                                       int64_t *out);
 
+/* The padding before and after one dimension as the kernels place it:
+ * custom w->pad; same and same_lower split the total of milk_window_out,
+ * the odd element after (same) or before (same_lower); valid none. False
+ * if the sizes overflow. */
+bool milk_window_pads(milk_pad_type pt, const milk_window *w, int64_t *before,
+                      int64_t *after);
+
 #endif /* MILK_OPS_INFER_H */

@@ -1,7 +1,10 @@
-/* pool.c: max_pool and avg_pool over 1 to 3 spatial dims, after
- * coremltools' ops/defs/iOS15/pool.py (the only definition; later opsets
- * reuse it). */
-#include "infer.h"
+/* pool.c: max_pool and avg_pool over 1 to 3 spatial dims and l2_pool over
+ * 1 or 2, after coremltools' ops/defs/iOS15/pool.py (the only definition;
+ * later opsets reuse it). */
+#include "layout.h"
+
+#include <math.h>
+#include <strings.h>
 
 /* kernel_sizes, strides and pad, each checked against its lower bound. */
 static milk_status read_pool_ints(milk_infer *ic, int S, int64_t *k,
@@ -53,7 +56,9 @@ static milk_status pool_infer(milk_infer *ic)
     const char *pts;
     milk_pad_type pt;
     bool ceil_mode, exclude;
-    MILK_TRY(milk_infer_tensor(ic, "x", MILK_DT_FLOAT, 3, 5, &x));
+    /* l2_pool: 1-D and 2-D only */
+    int hi = ic->op->kind == MILK_OP_l2_pool ? 4 : 5;
+    MILK_TRY(milk_infer_tensor(ic, "x", MILK_DT_FLOAT, 3, hi, &x));
     int S = x->rank - 2;
     MILK_TRY(read_pool_ints(ic, S, k, s, pad));
     MILK_TRY(milk_op_str(ic->ctx, ic->op, "pad_type", NULL, &pts));
@@ -73,6 +78,130 @@ static milk_status pool_infer(milk_infer *ic)
     return milk_infer_one(ic, x->dtype, x->rank, dims);
 }
 
+/* ---- kernels ------------------------------------------------------------ */
+
+typedef enum pool_kind { POOL_MAX, POOL_AVG, POOL_L2 } pool_kind;
+
+/* The window geometry of one op: per spatial dim the input and output
+ * sizes, kernel, stride, the padding placed before index 0, and the
+ * stride of the dim within one [*D] plane of x. */
+typedef struct pool_geom {
+    int S;
+    int64_t in[3], out[3], k[3], s[3], before[3], st[3];
+} pool_geom;
+
+static milk_status pool_geometry(milk_eval *ec, const milk_rt *x,
+                                 const milk_rt *o, pool_geom *g)
+{
+    int64_t pad[6] = {0};
+    const char *pts;
+    milk_pad_type pt = MILK_PAD_VALID;
+    int n;
+    bool has;
+    g->S = x->type.rank - 2;
+    MILK_TRY(milk_op_ints(ec->ctx, ec->op, "kernel_sizes", g->k, 3, &n, NULL));
+    MILK_TRY(milk_op_ints(ec->ctx, ec->op, "strides", g->s, 3, &n, &has));
+    for (int i = 0; !has && i < g->S; i++) g->s[i] = 1;
+    MILK_TRY(milk_op_ints(ec->ctx, ec->op, "pad", pad, 6, &n, NULL));
+    MILK_TRY(milk_op_str(ec->ctx, ec->op, "pad_type", "valid", &pts));
+    if (!strcasecmp(pts, "same")) pt = MILK_PAD_SAME;
+    else if (!strcasecmp(pts, "same_lower")) pt = MILK_PAD_SAME_LOWER;
+    else if (!strcasecmp(pts, "custom")) pt = MILK_PAD_CUSTOM;
+    for (int i = 0; i < g->S; i++) {
+        milk_window w = {x->type.dims[2 + i], g->k[i], g->s[i], 1,
+                         {pad[2 * i], pad[2 * i + 1]}};
+        int64_t after;
+        g->in[i] = x->type.dims[2 + i];
+        g->out[i] = o->type.dims[2 + i];
+        if (!milk_window_pads(pt, &w, &g->before[i], &after))
+            return milk_op_fail(ec->ctx, ec->op, "pad", "sizes overflow");
+    }
+    int64_t m = 1;
+    for (int d = g->S - 1; d >= 0; d--) {
+        g->st[d] = m;
+        m *= g->in[d];
+    }
+    return MILK_OK;
+}
+
+/* One output element: the window at output position oi over one [*D]
+ * plane of x (starting at `plane`), clipped to x (padding holds nothing:
+ * it is -inf for max and 0 for the sums). */
+static float pool_one(pool_kind kind, bool exclude, const pool_geom *g,
+                      const float *plane, const int64_t *oi)
+{
+    int64_t lo[3] = {0}, dims[3] = {1, 1, 1}, idx[3] = {0, 0, 0};
+    int64_t full = 1, count = 1;
+    for (int d = 0; d < g->S; d++) {
+        int64_t a = oi[d] * g->s[d] - g->before[d], b = a + g->k[d];
+        lo[d] = a > 0 ? a : 0;
+        dims[d] = (b < g->in[d] ? b : g->in[d]) - lo[d];
+        if (dims[d] < 0) dims[d] = 0;
+        full *= g->k[d];
+        count *= dims[d];
+    }
+    double acc = kind == POOL_MAX ? -INFINITY : 0.0;
+    /* the clipped window: [dims[0], ..., dims[S-1]] */
+    for (int64_t i = 0; i < count; i++) {
+        int64_t at = 0;
+        for (int d = 0; d < g->S; d++) at += (lo[d] + idx[d]) * g->st[d];
+        double v = plane[at];
+        if (kind == POOL_MAX) acc = v > acc || isnan(v) ? v : acc;
+        else acc += kind == POOL_L2 ? v * v : v;
+        milk_layout_next(g->S, dims, idx);
+    }
+    if (kind == POOL_L2) return (float)sqrt(acc);
+    if (kind == POOL_AVG) {
+        /* without exclude the divisor is the whole kernel, padding and
+         * ceil_mode overhang included (Core ML's rule, see
+         * docs/coreml-defects.md) */
+        int64_t div = exclude ? count : full;
+        return div ? (float)(acc / (double)div) : 0.0f;
+    }
+    return (float)acc;
+}
+
+static milk_status pool_eval(milk_eval *ec, pool_kind kind)
+{
+    const milk_rt *x = milk_eval_in(ec, "x");
+    milk_rt *o = &ec->out[0];
+    pool_geom g;
+    bool exclude;
+    MILK_TRY(pool_geometry(ec, x, o, &g));
+    MILK_TRY(milk_op_bool(ec->ctx, ec->op, "exclude_padding_from_average",
+                          false, &exclude));
+    int64_t planes = x->type.dims[0] * x->type.dims[1], in_sz = 1, out_sz = 1;
+    for (int d = 0; d < g.S; d++) {
+        in_sz *= g.in[d];
+        out_sz *= g.out[d];
+    }
+    /* out: [N * C, *D_out] */
+    for (int64_t p = 0; p < planes; p++) {
+        int64_t oi[3] = {0, 0, 0};
+        for (int64_t j = 0; j < out_sz; j++) {
+            milk_rt_f32(o)[p * out_sz + j] =
+                pool_one(kind, exclude, &g, milk_rt_f32(x) + p * in_sz, oi);
+            milk_layout_next(g.S, g.out, oi);
+        }
+    }
+    return MILK_OK;
+}
+
+static milk_status max_pool_eval(milk_eval *ec)
+{
+    return pool_eval(ec, POOL_MAX);
+}
+
+static milk_status avg_pool_eval(milk_eval *ec)
+{
+    return pool_eval(ec, POOL_AVG);
+}
+
+static milk_status l2_pool_eval(milk_eval *ec)
+{
+    return pool_eval(ec, POOL_L2);
+}
+
 /* max_pool, avg_pool: pooling windows over 1 to 3 spatial dims.
  *   x                             R    [N, C, *D] (rank 3 to 5), fp16/fp32
  *   kernel_sizes                  R C  int32 [S]
@@ -88,7 +217,16 @@ static milk_status pool_infer(milk_infer *ic)
  * Output: [N, C, *D_out], D_out = floor((D + pad_before + pad_after - K) /
  * stride) + 1; with ceil_mode the division rounds up, and a last window
  * that would start in the trailing pad is dropped when the pad is not 0
- * (coremltools' rule: unlike PyTorch, no window is dropped without pad). */
+ * (coremltools' rule: unlike PyTorch, no window is dropped without pad).
+ * Window j along a dim covers x[j * stride - pad_before, ... + K), the
+ * pad_before of "same" being floor(total / 2) (ceil for "same_lower").
+ * max_pool takes the largest element of x in it (NaN if any is NaN);
+ * avg_pool sums the elements of x in it and divides by the whole kernel
+ * size K_0 * ... * K_{S-1}, padding and the ceil_mode overhang past the
+ * pad counted as zeros (Core ML's rule; PyTorch's count_include_pad never
+ * counts the overhang), or with exclude_padding_from_average by the number
+ * of elements of x in it. A window holding no element of x gives -inf
+ * (max) or 0 (avg). */
 static const milk_param max_pool_params[] = {
     {"x", MILK_P_REQ, 0},
     {"kernel_sizes", MILK_P_REQ | MILK_P_CONST, 0},
@@ -115,6 +253,7 @@ const milk_op_info milk_op_max_pool = {
     .params = max_pool_params,
     .min_opset = MILK_TARGET_IOS15,
     .infer = pool_infer,
+    .eval = max_pool_eval,
 };
 
 const milk_op_info milk_op_avg_pool = {
@@ -122,4 +261,17 @@ const milk_op_info milk_op_avg_pool = {
     .params = avg_pool_params,
     .min_opset = MILK_TARGET_IOS15,
     .infer = pool_infer,
+    .eval = avg_pool_eval,
+};
+
+/* l2_pool: sqrt of the sum of squares over each window.
+ *   x, kernel_sizes, strides, pad_type, pad, ceil_mode: as max_pool, but x
+ *   is [N, C, *D] of rank 3 or 4 (1-D and 2-D only)
+ * Output: as max_pool; padding contributes nothing to the sums. */
+const milk_op_info milk_op_l2_pool = {
+    .name = "l2_pool",
+    .params = max_pool_params,
+    .min_opset = MILK_TARGET_IOS15,
+    .infer = pool_infer,
+    .eval = l2_pool_eval,
 };

@@ -1,8 +1,10 @@
 /* shape.c: the ops that only rearrange x's shape: reshape, transpose,
- * expand_dims and squeeze, after coremltools' tensor_transformation.py
- * (iOS15 and iOS17). Their element dtypes are the layout set (fp16, fp32,
- * int32, bool; iOS17 adds int8, uint8, int16, uint16). */
-#include "infer.h"
+ * expand_dims, squeeze and flatten2d, after coremltools'
+ * tensor_transformation.py and tensor_operation.py (iOS15 and iOS17), and
+ * the shape op, which returns x's shape. The element dtypes of the first
+ * four are the layout set (fp16, fp32, int32, bool; iOS17 adds int8, uint8,
+ * int16, uint16); flatten2d and shape take fp16, fp32, int32, bool. */
+#include "layout.h"
 
 /* ---- reshape --------------------------------------------------------- */
 
@@ -118,11 +120,18 @@ static const milk_param reshape_params[] = {
     {0},
 };
 
+/* x's elements in row-major order, unchanged. */
+static milk_status reshape_eval(milk_eval *ec)
+{
+    return milk_layout_copy_all(ec, "x");
+}
+
 const milk_op_info milk_op_reshape = {
     .name = "reshape",
     .params = reshape_params,
     .min_opset = MILK_TARGET_IOS15,
     .infer = reshape_infer,
+    .eval = reshape_eval,
 };
 
 /* ---- transpose ------------------------------------------------------- */
@@ -158,11 +167,33 @@ static const milk_param transpose_params[] = {
     {0},
 };
 
+/* out[i_0, ..., i_{r-1}] = x[j] with j[perm[k]] = i_k. */
+static milk_status transpose_eval(milk_eval *ec)
+{
+    const milk_rt *x = milk_eval_in(ec, "x");
+    milk_rt *o = &ec->out[0];
+    int r = x->type.rank, n;
+    int64_t perm[MILK_MAX_RANK], xs[MILK_MAX_RANK], ps[MILK_MAX_RANK];
+    int64_t idx[MILK_MAX_RANK] = {0};
+    MILK_TRY(milk_op_ints(ec->ctx, ec->op, "perm", perm, MILK_MAX_RANK, &n,
+                          NULL));
+    milk_strides(&x->type, xs);
+    /* ps[k]: the stride in x of the output's dim k */
+    for (int k = 0; k < r; k++) ps[k] = xs[perm[k] < 0 ? perm[k] + r : perm[k]];
+    /* out: [x.dims[perm[0]], ..., x.dims[perm[r-1]]], row-major */
+    for (int64_t i = 0; i < o->count; i++) {
+        milk_layout_copy(o, i, x, milk_layout_offset(r, idx, ps));
+        milk_layout_next(r, o->type.dims, idx);
+    }
+    return MILK_OK;
+}
+
 const milk_op_info milk_op_transpose = {
     .name = "transpose",
     .params = transpose_params,
     .min_opset = MILK_TARGET_IOS15,
     .infer = transpose_infer,
+    .eval = transpose_eval,
 };
 
 /* ---- expand_dims ------------------------------------------------------ */
@@ -211,6 +242,7 @@ const milk_op_info milk_op_expand_dims = {
     .params = expand_dims_params,
     .min_opset = MILK_TARGET_IOS15,
     .infer = expand_dims_infer,
+    .eval = reshape_eval,
 };
 
 /* ---- squeeze --------------------------------------------------------- */
@@ -256,4 +288,101 @@ const milk_op_info milk_op_squeeze = {
     .params = squeeze_params,
     .min_opset = MILK_TARGET_IOS15,
     .infer = squeeze_infer,
+    .eval = reshape_eval,
+};
+
+/* ---- flatten2d -------------------------------------------------------- */
+
+/* The product of dims[lo..hi), unknown if any of them is. */
+static milk_status dims_product(milk_infer *ic, const int64_t *dims, int lo,
+                                int hi, int64_t *out)
+{
+    *out = 1;
+    for (int i = lo; i < hi; i++) {
+        if (!MILK_DIM_KNOWN(dims[i])) {
+            *out = MILK_DIM_UNKNOWN;
+            return MILK_OK;
+        }
+        if (__builtin_mul_overflow(*out, dims[i], out))
+            return milk_op_fail(ic->ctx, ic->op, "x", "size overflows");
+    }
+    return MILK_OK;
+}
+
+static milk_status flatten2d_infer(milk_infer *ic)
+{
+    const milk_tensor_type *x;
+    int64_t ax, dims[2];
+    MILK_TRY(milk_infer_tensor(ic, "x", MILK_DT_NUM | MILK_DT_BOOL, 0, -1,
+                               &x));
+    MILK_TRY(milk_infer_int(ic, "axis", MILK_DT_INT32, 1, &ax));
+    /* Python slicing x.shape[:axis], x.shape[axis:]: axis may equal rank */
+    if (ax < -x->rank || ax > x->rank)
+        return milk_op_fail(ic->ctx, ic->op, "axis",
+                            "axis %lld outside [%d, %d]", (long long)ax,
+                            -(int)x->rank, (int)x->rank);
+    int a = (int)(ax < 0 ? ax + x->rank : ax);
+    MILK_TRY(dims_product(ic, x->dims, 0, a, &dims[0]));
+    MILK_TRY(dims_product(ic, x->dims, a, x->rank, &dims[1]));
+    return milk_infer_one(ic, x->dtype, 2, dims);
+}
+
+/* flatten2d: x as a matrix, the dims before axis against the rest.
+ *   x     R    fp16/fp32/int32/bool
+ *   axis  O C  int32, default 1, in [-rank, rank]
+ * Output: [prod(x.dims[:axis]), prod(x.dims[axis:])] (an empty product is
+ * 1), x's elements unchanged. */
+static const milk_param flatten2d_params[] = {
+    {"x", MILK_P_REQ, 0},
+    {"axis", MILK_P_CONST, 0},
+    {0},
+};
+
+const milk_op_info milk_op_flatten2d = {
+    .name = "flatten2d",
+    .params = flatten2d_params,
+    .min_opset = MILK_TARGET_IOS15,
+    .infer = flatten2d_infer,
+    .eval = reshape_eval,
+};
+
+/* ---- shape ------------------------------------------------------------ */
+
+static milk_status shape_infer(milk_infer *ic)
+{
+    const milk_tensor_type *x = milk_op_in_type(ic->op, "x");
+    MILK_TRY(milk_op_check_dtype(ic->ctx, ic->op, "x",
+                                 MILK_DT_NUM | MILK_DT_BOOL));
+    int64_t n = x->rank >= 0 ? x->rank : MILK_DIM_UNKNOWN;
+    return milk_infer_one(ic, MILK_DTYPE_INT32, 1, &n);
+}
+
+/* The dims of x as the interpreter holds it (always known at run time). */
+static milk_status shape_eval(milk_eval *ec)
+{
+    const milk_rt *x = milk_eval_in(ec, "x");
+    for (int i = 0; i < x->type.rank && i < ec->out[0].count; i++) {
+        if (x->type.dims[i] > INT32_MAX)
+            return milk_op_fail(ec->ctx, ec->op, "x",
+                                "dim %d (%lld) does not fit int32", i,
+                                (long long)x->type.dims[i]);
+        milk_rt_i32(&ec->out[0])[i] = (int32_t)x->type.dims[i];
+    }
+    return MILK_OK;
+}
+
+/* shape: the dims of x.
+ *   x  R  fp16/fp32/int32/bool, any rank (a scalar gives an empty vector)
+ * Output: int32 [rank(x)]. */
+static const milk_param shape_params[] = {
+    {"x", MILK_P_REQ, 0},
+    {0},
+};
+
+const milk_op_info milk_op_shape = {
+    .name = "shape",
+    .params = shape_params,
+    .min_opset = MILK_TARGET_IOS15,
+    .infer = shape_infer,
+    .eval = shape_eval,
 };

@@ -1,9 +1,11 @@
-/* slice.c: slice_by_index, Python-style strided slicing with masks, after
- * coremltools' ops/defs/iOS15/tensor_transformation.py and the shape
- * solver solve_slice_by_index_shape in ops/defs/_utils.py. The output
- * sizes follow that solver exactly, quirks included, because coremltools
- * writes its results into every package as the declared output types. */
-#include "infer.h"
+/* slice.c: slice_by_index, Python-style strided slicing with masks, and
+ * slice_by_size, after coremltools' ops/defs/iOS15 and iOS17
+ * tensor_transformation.py and the shape solver solve_slice_by_index_shape
+ * in ops/defs/_utils.py. The output sizes follow that solver exactly,
+ * quirks included, because coremltools writes its results into every
+ * package as the declared output types; the kernel walks exactly the
+ * elements those sizes promise. */
+#include "layout.h"
 
 /* One dim's slice: begin/end known (constant) or not, and the masks. */
 typedef struct slice_dim {
@@ -123,6 +125,127 @@ static milk_status slice_infer(milk_infer *ic)
     return milk_infer_one(ic, x->dtype, r, dims);
 }
 
+
+/* ---- slice_by_index kernel ------------------------------------------- */
+
+/* One dim of a slice as the kernel walks it. */
+typedef struct slice_walk {
+    int64_t start, step, count;
+} slice_walk;
+
+/* A constant bool vector param of n entries (all false if absent). */
+static milk_status eval_bools(milk_eval *ec, const char *param, int n,
+                              bool *v)
+{
+    const milk_value *c = milk_op_const(ec->op, param);
+    for (int i = 0; i < n; i++) {
+        int64_t x = 0;
+        if (c && i < milk_tensor_type_count(&c->type))
+            MILK_TRY(milk_value_get_i64(ec->ctx, c, i, &x));
+        v[i] = x != 0;
+    }
+    return MILK_OK;
+}
+
+/* Where a squeezed dim's single element lies: begin (0 with begin_mask),
+ * counted from the end if negative, and inside the dim. */
+static milk_status squeeze_walk(milk_eval *ec, int i, int64_t d, int64_t b,
+                                bool bm, slice_walk *w)
+{
+    int64_t at = bm ? 0 : b < 0 ? b + d : b;
+    if (at < 0 || at >= d)
+        return milk_op_fail(ec->ctx, ec->op, "begin",
+                            "dim %d: index %lld is outside a dim of %lld", i,
+                            (long long)b, (long long)d);
+    *w = (slice_walk){at, 1, 1};
+    return MILK_OK;
+}
+
+/* Start and count of one unsqueezed dim, with the normalization of the
+ * type inference above (negative indices count from the end and clamp at
+ * 0), so that the kernel visits exactly the elements the inferred size
+ * promises. */
+static void range_walk(int64_t d, int64_t b, int64_t e, int64_t s, bool bm,
+                       bool em, slice_walk *w)
+{
+    int64_t as = s < 0 ? -s : s;
+    if (b < 0) b = b + d > 0 ? b + d : 0;
+    if (e < 0) e = e + d > 0 ? e + d : 0;
+    int64_t from, to;
+    if (s > 0) {
+        from = bm ? 0 : b;
+        to = em ? d : e < d ? e : d;
+    } else { /* walks down from `from` to just above `to` */
+        from = bm ? d - 1 : b < d - 1 ? b : d - 1;
+        to = em ? -1 : e;
+    }
+    int64_t len = s > 0 ? to - from : from - to;
+    *w = (slice_walk){from, s, len > 0 ? (len + as - 1) / as : 0};
+}
+
+/* The walk of every dim of x (squeezed dims walk one element). */
+static milk_status slice_walks(milk_eval *ec, const milk_rt *x,
+                               slice_walk *w)
+{
+    int r = x->type.rank, nb, ne, ns, k = 0;
+    int64_t b[MILK_MAX_RANK], e[MILK_MAX_RANK], s[MILK_MAX_RANK];
+    bool bm[MILK_MAX_RANK], em[MILK_MAX_RANK], sq[MILK_MAX_RANK], has_s;
+    MILK_TRY(milk_eval_ints(ec, "begin", b, MILK_MAX_RANK, &nb, NULL));
+    MILK_TRY(milk_eval_ints(ec, "end", e, MILK_MAX_RANK, &ne, NULL));
+    MILK_TRY(milk_op_ints(ec->ctx, ec->op, "stride", s, MILK_MAX_RANK, &ns,
+                          &has_s));
+    if (nb != r || ne != r)
+        return milk_op_fail(ec->ctx, ec->op, nb != r ? "begin" : "end",
+                            "%d entries for x of rank %d", nb != r ? nb : ne,
+                            r);
+    for (int i = 0; !has_s && i < r; i++) s[i] = 1;
+    MILK_TRY(eval_bools(ec, "begin_mask", r, bm));
+    MILK_TRY(eval_bools(ec, "end_mask", r, em));
+    MILK_TRY(eval_bools(ec, "squeeze_mask", r, sq));
+    for (int i = 0; i < r; i++) {
+        int64_t d = x->type.dims[i];
+        if (sq[i]) {
+            MILK_TRY(squeeze_walk(ec, i, d, b[i], bm[i], &w[i]));
+            continue;
+        }
+        int64_t want = ec->out[0].type.dims[k++];
+        range_walk(d, b[i], e[i], s[i], bm[i], em[i], &w[i]);
+        /* type inference gives any slice of a size-1 dim size 1 */
+        if (w[i].count != want && d == 1 && want == 1)
+            w[i] = (slice_walk){0, 1, 1};
+        if (w[i].count != want)
+            return milk_op_fail(ec->ctx, ec->op, "end",
+                                "dim %d: the slice visits %lld elements, "
+                                "its inferred size is %lld",
+                                i, (long long)w[i].count, (long long)want);
+    }
+    return MILK_OK;
+}
+
+/* out[i_0, ...] = x[start_0 + i_0 * step_0, ...] over x's dims (squeezed
+ * dims walk their single element). */
+static milk_status slice_eval(milk_eval *ec)
+{
+    const milk_rt *x = milk_eval_in(ec, "x");
+    milk_rt *o = &ec->out[0];
+    int r = x->type.rank;
+    slice_walk w[MILK_MAX_RANK];
+    int64_t xs[MILK_MAX_RANK], counts[MILK_MAX_RANK];
+    int64_t idx[MILK_MAX_RANK] = {0};
+    MILK_TRY(slice_walks(ec, x, w));
+    milk_strides(&x->type, xs);
+    for (int d = 0; d < r; d++) counts[d] = w[d].count;
+    /* out: [counts of the unsqueezed dims], row-major */
+    for (int64_t i = 0; i < o->count; i++) {
+        int64_t src = 0;
+        for (int d = 0; d < r; d++)
+            src += (w[d].start + idx[d] * w[d].step) * xs[d];
+        milk_layout_copy(o, i, x, src);
+        milk_layout_next(r, counts, idx);
+    }
+    return MILK_OK;
+}
+
 /* slice_by_index: x[begin:end:stride] per dim, Python style.
  *   x             R    rank >= 1, layout dtypes
  *   begin         R    int32 [rank] (iOS17: int8/int16/int32, shared with
@@ -133,11 +256,16 @@ static milk_status slice_infer(milk_infer *ic)
  *                      (the end for a negative stride)
  *   end_mask      O C  bool [rank], default false: run to the end
  *   squeeze_mask  O C  bool [rank], default false: drop the dim (taking
- *                      the element at begin)
+ *                      the element at begin, counted from the end if
+ *                      negative, or at 0 with begin_mask; outside the dim
+ *                      it fails at run time naming the op)
  * Output: per kept dim, the number of indices the slice visits, computed
  * as coremltools does: negative indices count from the end and clamp at
  * 0; a size-1 dim always gives 1; run-time bounds give unknown sizes
- * unless masks or begin/end alone fix them. */
+ * unless masks or begin/end alone fix them. The kernel walks from begin
+ * (normalized the same way; for a negative stride at most the last index)
+ * by stride, that many elements: so x[3:-10:-1] on a dim of 5 stops
+ * before index 0 (as x[3:0:-1]), where Python would include it. */
 static const milk_param slice_params[] = {
     {"x", MILK_P_REQ, 0},
     {"begin", MILK_P_REQ, 0},
@@ -154,4 +282,110 @@ const milk_op_info milk_op_slice_by_index = {
     .params = slice_params,
     .min_opset = MILK_TARGET_IOS15,
     .infer = slice_infer,
+    .eval = slice_eval,
+};
+
+/* ---- slice_by_size ---------------------------------------------------- */
+
+/* Output size of one dim: size, or with size -1 the rest of the dim after
+ * begin (negative begin counts from the end); unknown when it depends on
+ * what is not known. Known begin and size must stay inside the dim. */
+static milk_status size_dim(milk_infer *ic, int i, int64_t d, bool bk,
+                            int64_t b, int64_t s, int64_t *out)
+{
+    if (s < -1)
+        return milk_op_fail(ic->ctx, ic->op, "size",
+                            "entry %d is %lld: sizes are >= 0 or -1", i,
+                            (long long)s);
+    if (!bk || !MILK_DIM_KNOWN(d)) {
+        *out = s >= 0 ? s : MILK_DIM_UNKNOWN;
+        return MILK_OK;
+    }
+    int64_t at = b < 0 ? b + d : b;
+    *out = s >= 0 ? s : d - at;
+    if (at < 0 || at > d || *out > d - at)
+        return milk_op_fail(ic->ctx, ic->op, "begin",
+                            "dim %d: begin %lld and size %lld leave a dim "
+                            "of %lld",
+                            i, (long long)b, (long long)s, (long long)d);
+    return MILK_OK;
+}
+
+static milk_status slice_by_size_infer(milk_infer *ic)
+{
+    static const char *const bs[] = {"begin", "size", NULL};
+    uint64_t idt = ic->opset >= MILK_TARGET_IOS17 ? MILK_DT_INT8_16_32
+                                                   : MILK_DT_INT32;
+    const milk_tensor_type *x;
+    int64_t b[MILK_MAX_RANK], s[MILK_MAX_RANK], dims[MILK_MAX_RANK];
+    bool bk, sk;
+    MILK_TRY(milk_infer_tensor(ic, "x", milk_dt_layout(ic->opset), 1, -1, &x));
+    MILK_TRY(milk_infer_domain(ic, bs, idt));
+    MILK_TRY(slice_bounds(ic, "begin", idt, x->rank, b, &bk));
+    MILK_TRY(slice_bounds(ic, "size", idt, x->rank, s, &sk));
+    for (int i = 0; i < x->rank; i++) {
+        if (!sk) {
+            dims[i] = MILK_DIM_UNKNOWN;
+            continue;
+        }
+        MILK_TRY(size_dim(ic, i, x->dims[i], bk, bk ? b[i] : 0, s[i],
+                          &dims[i]));
+    }
+    return milk_infer_one(ic, x->dtype, x->rank, dims);
+}
+
+/* out[i_0, ...] = x[begin_0 + i_0, ...], begin counted from the end if
+ * negative. */
+static milk_status slice_by_size_eval(milk_eval *ec)
+{
+    const milk_rt *x = milk_eval_in(ec, "x");
+    milk_rt *o = &ec->out[0];
+    int r = x->type.rank, nb;
+    int64_t b[MILK_MAX_RANK], xs[MILK_MAX_RANK], idx[MILK_MAX_RANK] = {0};
+    MILK_TRY(milk_eval_ints(ec, "begin", b, MILK_MAX_RANK, &nb, NULL));
+    if (nb != r)
+        return milk_op_fail(ec->ctx, ec->op, "begin",
+                            "%d entries for x of rank %d", nb, r);
+    for (int d = 0; d < r; d++) {
+        int64_t dim = x->type.dims[d];
+        if (b[d] < 0) b[d] += dim;
+        if (b[d] < 0 || b[d] + o->type.dims[d] > dim)
+            return milk_op_fail(ec->ctx, ec->op, "begin",
+                                "dim %d: begin %lld and size %lld leave a "
+                                "dim of %lld",
+                                d, (long long)b[d],
+                                (long long)o->type.dims[d], (long long)dim);
+    }
+    milk_strides(&x->type, xs);
+    /* out: [size_0, ..., size_{r-1}], row-major */
+    for (int64_t i = 0; i < o->count; i++) {
+        int64_t src = 0;
+        for (int d = 0; d < r; d++) src += (b[d] + idx[d]) * xs[d];
+        milk_layout_copy(o, i, x, src);
+        milk_layout_next(r, o->type.dims, idx);
+    }
+    return MILK_OK;
+}
+
+/* slice_by_size: the block of x starting at begin.
+ *   x      R  rank >= 1, layout dtypes
+ *   begin  R  int32 [rank] (iOS17: int8/int16/int32, shared with size),
+ *             may be a run-time value; negative entries count from the
+ *             end
+ *   size   R  as begin; entries >= 0, or -1 for the rest of the dim
+ * Output: per dim, size (or dim - begin for -1); unknown for a run-time
+ * size, or for -1 with a run-time begin. The block must lie inside x. */
+static const milk_param slice_by_size_params[] = {
+    {"x", MILK_P_REQ, 0},
+    {"begin", MILK_P_REQ, 0},
+    {"size", MILK_P_REQ, 0},
+    {0},
+};
+
+const milk_op_info milk_op_slice_by_size = {
+    .name = "slice_by_size",
+    .params = slice_by_size_params,
+    .min_opset = MILK_TARGET_IOS15,
+    .infer = slice_by_size_infer,
+    .eval = slice_by_size_eval,
 };

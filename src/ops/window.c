@@ -1,6 +1,7 @@
 /* window.c: output sizes of the sliding-window ops (conv, conv_transpose,
- * max_pool, avg_pool) for each pad type, following coremltools'
- * spatial_dimensions_out_shape and conv_transpose type inference. All
+ * max_pool, avg_pool, l2_pool) for each pad type, following coremltools'
+ * spatial_dimensions_out_shape and conv_transpose type inference, and the
+ * split of a pad type's padding before and after for the kernels. All
  * arithmetic is overflow-checked: sizes come from files. */
 #include "infer.h"
 
@@ -138,4 +139,20 @@ milk_status milk_window_transpose_out(milk_infer *ic, milk_pad_type pt,
                             (long long)o);
     *out = o;
     return MILK_OK;
+}
+
+bool milk_window_pads(milk_pad_type pt, const milk_window *w, int64_t *before,
+                      int64_t *after)
+{
+    int64_t keff, total;
+    if (!effective_kernel(w, &keff) || !total_pad(pt, w, keff, &total))
+        return false;
+    if (pt == MILK_PAD_CUSTOM) {
+        *before = w->pad[0];
+        *after = w->pad[1];
+        return true;
+    }
+    *before = pt == MILK_PAD_SAME_LOWER ? total - total / 2 : total / 2;
+    *after = total - *before;
+    return true;
 }

@@ -351,6 +351,8 @@ milk_status milk_runner_run(milk_ctx *ctx, milk_runner *r)
     for (int i = 0; i < r->blk->n_ops; i++) {
         MILK_TRY(run_op(ctx, r, i));
         release_after(r, i);
+        if (r->params.progress)
+            r->params.progress(r->params.progress_user, i + 1, r->blk->n_ops);
     }
     return MILK_OK;
 }
@@ -379,9 +381,11 @@ milk_status milk_runner_read(milk_ctx *ctx, const milk_runner *r,
                            name, cap, (long long)t->count,
                            milk_dtype_name(as) ? milk_dtype_name(as) : "?");
     for (int64_t i = 0; i < t->count; i++) {
-        double x = t->store == MILK_DTYPE_FP32 ? milk_rt_f32(t)[i]
-                   : t->store == MILK_DTYPE_INT32 ? milk_rt_i32(t)[i]
-                                                  : milk_rt_bool(t)[i];
+        /* (double) on each arm: otherwise the conditional's type is float
+         * and int32 values beyond 2^24 lose their low bits */
+        double x = t->store == MILK_DTYPE_FP32 ? (double)milk_rt_f32(t)[i]
+                   : t->store == MILK_DTYPE_INT32 ? (double)milk_rt_i32(t)[i]
+                                                  : (double)milk_rt_bool(t)[i];
         switch (as) {
         case MILK_DTYPE_FP32: ((float *)dst)[i] = (float)x; break;
         case MILK_DTYPE_FP16: ((uint16_t *)dst)[i] = milk_fp32_to_fp16((float)x); break;

@@ -3,6 +3,9 @@
  * tests can compare any op with PyTorch. Used through tests/milkop.py.
  *
  *   opcheck SPEC.json
+ *   opcheck --batch SPECS.json     a JSON array of specs, run in turn; after
+ *                                  each, a line {"done": i, "error": msg}
+ *                                  (msg "" on success) follows its output
  *
  * SPEC: {"op": "conv", "target": "ios17", "precision": "fp32",
  *        "reference": false, "output": "out.npz",
@@ -234,10 +237,41 @@ static int run(milk_ctx *ctx, const cJSON *spec)
     return s == MILK_OK ? 0 : die(ctx, milk_status_str(s));
 }
 
+/* Batch mode: many specs in one process (process start-up dominates small
+ * cases). A failing spec does not stop the others. */
+static int run_batch(const char *path)
+{
+    cJSON *specs = load_json(path);
+    if (!cJSON_IsArray(specs)) {
+        cJSON_Delete(specs);
+        return die(NULL, "cannot read the JSON array of specs");
+    }
+    milk_ctx *ctx;
+    milk_ctx_create(&ctx);
+    int i = 0;
+    for (const cJSON *spec = specs->child; spec; spec = spec->next, i++) {
+        milk_ctx_clear(ctx);
+        int rc = run(ctx, spec);
+        cJSON *done = cJSON_CreateObject();
+        cJSON_AddNumberToObject(done, "done", i);
+        const char *msg = *milk_ctx_error(ctx) ? milk_ctx_error(ctx) : "failed";
+        cJSON_AddStringToObject(done, "error", rc ? msg : "");
+        char *line = cJSON_PrintUnformatted(done);
+        printf("\n%s\n", line ? line : "{}");
+        fflush(stdout);
+        free(line);
+        cJSON_Delete(done);
+    }
+    milk_ctx_free(ctx);
+    cJSON_Delete(specs);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 3 && strcmp(argv[1], "--batch") == 0) return run_batch(argv[2]);
     if (argc != 2) {
-        fprintf(stderr, "usage: opcheck SPEC.json\n");
+        fprintf(stderr, "usage: opcheck SPEC.json | opcheck --batch SPECS.json\n");
         return 2;
     }
     cJSON *spec = load_json(argv[1]);
