@@ -1,0 +1,524 @@
+/* convert.c: milk_onnx_convert, the ONNX-to-MIL driver. It loads the
+ * model, reserves a MIL name for every tensor, declares the graph inputs
+ * with static shapes, lowers the nodes in order through the lowering table
+ * (lower.def), collecting every node it cannot lower into one error, sets
+ * the outputs, and runs the passes (dead code, fp16). */
+#include "convert.h"
+#include "../passes/passes.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+/* Opsets of the default domain the lowerings are written for. */
+#define MIN_OPSET 7
+#define MAX_OPSET 21
+
+typedef struct lower_row {
+    const char *op_type;
+    milk_status (*fn)(milk_cv *c, const milk_onnx_node *n);
+    const char *doc;
+} lower_row;
+
+static const lower_row lower_table[] = {
+#define MILK_LOWER(op_type, fn, doc) {op_type, milk_lower_##fn, doc},
+#include "lower.def"
+#undef MILK_LOWER
+};
+
+int milk_onnx_lowering_count(void)
+{
+    return (int)MILK_ARRAY_LEN(lower_table);
+}
+
+void milk_onnx_lowering(int i, const char **op_type, const char **doc)
+{
+    bool ok = i >= 0 && i < milk_onnx_lowering_count();
+    *op_type = ok ? lower_table[i].op_type : NULL;
+    *doc = ok ? lower_table[i].doc : NULL;
+}
+
+static const lower_row *lower_find(const char *op_type)
+{
+    for (size_t i = 0; i < MILK_ARRAY_LEN(lower_table); i++)
+        if (strcmp(lower_table[i].op_type, op_type) == 0) return &lower_table[i];
+    return NULL;
+}
+
+/* ---- the error list ----------------------------------------------------------- */
+
+/* Every node that fails, one line each, so one run lists them all. */
+typedef struct errlist {
+    char *buf;
+    size_t len, cap;
+    int n;
+    milk_status status;
+} errlist;
+
+static void errlist_add(errlist *e, milk_status s, const char *fmt, ...)
+    MILK_PRINTF(3, 4);
+
+static void errlist_add(errlist *e, milk_status s, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    size_t len = k < 0 ? 0 : (size_t)k < sizeof line ? (size_t)k : sizeof line - 1;
+    if (e->len + len + 2 > e->cap) {
+        size_t cap = (e->cap + len + 2) * 2;
+        char *b = realloc(e->buf, cap);
+        if (!b) return; /* the count and status still say it failed */
+        e->buf = b;
+        e->cap = cap;
+    }
+    memcpy(e->buf + e->len, "\n", 1);
+    memcpy(e->buf + e->len + 1, line, len);
+    e->len += len + 1;
+    e->buf[e->len] = 0;
+    e->n++;
+    if (e->status == MILK_OK || s == MILK_ERR_UNSUPPORTED) e->status = s;
+}
+
+static void node_label(const milk_onnx_node *n, int idx, char *buf, size_t cap)
+{
+    bool dflt = !n->domain[0] || strcmp(n->domain, "ai.onnx") == 0;
+    char type[256];
+    snprintf(type, sizeof type, "%s%s%s", dflt ? "" : n->domain,
+             dflt ? "" : "::", n->op_type);
+    if (n->name[0])
+        snprintf(buf, cap, "node '%s' (%s)", n->name, type);
+    else
+        snprintf(buf, cap, "node #%d (%s, output '%s')", idx, type,
+                 n->n_outputs ? n->outputs[0] : "");
+}
+
+/* ---- graph inputs ------------------------------------------------------------ */
+
+static milk_status input_dtype(milk_cv *c, const milk_onnx_value_info *vi,
+                               milk_dtype *dt)
+{
+    if (vi->kind != MILK_ONNX_VALUE_TENSOR)
+        return milk_errorf(c->ctx, MILK_ERR_UNSUPPORTED,
+                           "input '%s' is not a tensor", vi->name);
+    switch (vi->elem_type) {
+    case MILK_ONNX_FLOAT: *dt = MILK_DTYPE_FP32; return MILK_OK;
+    case MILK_ONNX_FLOAT16: *dt = MILK_DTYPE_FP16; return MILK_OK;
+    case MILK_ONNX_INT32: *dt = MILK_DTYPE_INT32; return MILK_OK;
+    case MILK_ONNX_INT64: *dt = MILK_DTYPE_INT32; return MILK_OK;
+    default: {
+        const char *nm = milk_onnx_dtype_name(vi->elem_type);
+        return milk_errorf(c->ctx, MILK_ERR_UNSUPPORTED,
+                           "input '%s' has data type %s: Core ML model inputs "
+                           "are float, float16 or int32 (int64 becomes int32)",
+                           vi->name, nm ? nm : "?");
+    }
+    }
+}
+
+/* "NAME=d0,d1,..." with '?' for unknown dims, for error messages. */
+static void shape_hint(const milk_onnx_value_info *vi, char *buf, size_t cap)
+{
+    int k = snprintf(buf, cap, "%s=", vi->name);
+    for (int i = 0; i < vi->rank && k >= 0 && (size_t)k < cap; i++) {
+        if (vi->dims[i].value >= 1)
+            k += snprintf(buf + k, cap - (size_t)k, "%s%lld", i ? "," : "",
+                          (long long)vi->dims[i].value);
+        else
+            k += snprintf(buf + k, cap - (size_t)k, "%s?", i ? "," : "");
+    }
+}
+
+static milk_status input_shape(milk_cv *c, const milk_onnx_value_info *vi,
+                               const milk_input_shape *ov, milk_tensor_type *t)
+{
+    if (ov) {
+        if (vi->rank >= 0 && vi->rank != ov->rank)
+            return milk_errorf(c->ctx, MILK_ERR_INVALID_ARG, "input '%s' has "
+                               "rank %d; the shape given has %d dims", vi->name,
+                               vi->rank, ov->rank);
+        for (int i = 0; i < ov->rank; i++) {
+            int64_t d = vi->rank >= 0 ? vi->dims[i].value : -1;
+            if (d >= 0 && d != ov->dims[i])
+                return milk_errorf(c->ctx, MILK_ERR_INVALID_ARG, "input '%s': "
+                                   "dim %d is %lld in the model, %lld given",
+                                   vi->name, i, (long long)d, (long long)ov->dims[i]);
+            t->dims[i] = ov->dims[i];
+        }
+        t->rank = ov->rank;
+        return MILK_OK;
+    }
+    if (vi->rank < 0)
+        return milk_errorf(c->ctx, MILK_ERR_INVALID_ARG, "input '%s' has no "
+                           "shape in the model: give one with --input-shape "
+                           "%s=d0,d1,...", vi->name, vi->name);
+    for (int i = 0; i < vi->rank; i++) {
+        if (vi->dims[i].value < 1) {
+            char hint[512];
+            shape_hint(vi, hint, sizeof hint);
+            return milk_errorf(c->ctx, MILK_ERR_INVALID_ARG,
+                               "input '%s': dim %d%s%s%s is dynamic; fix it "
+                               "with --input-shape %s (replace each '?')",
+                               vi->name, i, vi->dims[i].param ? " ('" : "",
+                               vi->dims[i].param ? vi->dims[i].param : "",
+                               vi->dims[i].param ? "')" : "", hint);
+        }
+        t->dims[i] = vi->dims[i].value;
+    }
+    t->rank = vi->rank;
+    return MILK_OK;
+}
+
+static void note_int64(milk_cv *c, const char *what, const char *name)
+{
+    size_t k = strlen(c->note);
+    snprintf(c->note + k, sizeof c->note - k, "%s%s '%s'", k ? ", " : "", what, name);
+    c->n_int64_io++;
+}
+
+static milk_status add_input(milk_cv *c, const milk_onnx_value_info *vi,
+                             const milk_input_shape *ov)
+{
+    milk_cv_value *v = milk_cv_value_get(c, vi->name);
+    if (!v || v->tensor) return MILK_OK; /* an initializer listed as input */
+    milk_tensor_type t = {0};
+    MILK_TRY(input_dtype(c, vi, &t.dtype));
+    MILK_TRY(input_shape(c, vi, ov, &t));
+    if (t.rank == 0)
+        return milk_errorf(c->ctx, MILK_ERR_UNSUPPORTED, "input '%s' is a "
+                           "scalar: Core ML inputs have at least one dim", vi->name);
+    if (vi->elem_type == MILK_ONNX_INT64) note_int64(c, "input", vi->name);
+    MILK_TRY(milk_function_add_input(c->ctx, c->fn, v->mil, &t, &v->var));
+    v->defined = true;
+    return MILK_OK;
+}
+
+static const milk_input_shape *find_override(const milk_convert_params *p,
+                                             const char *name)
+{
+    for (int i = 0; i < p->n_input_shapes; i++)
+        if (strcmp(p->input_shapes[i].name, name) == 0) return &p->input_shapes[i];
+    return NULL;
+}
+
+static milk_status add_inputs(milk_cv *c, const milk_convert_params *p)
+{
+    const milk_onnx_graph *g = &c->m->graph;
+    for (int i = 0; i < p->n_input_shapes; i++) {
+        bool found = false;
+        for (int k = 0; k < g->n_inputs; k++)
+            found |= strcmp(g->inputs[k].name, p->input_shapes[i].name) == 0;
+        if (!found)
+            return milk_errorf(c->ctx, MILK_ERR_INVALID_ARG, "--input-shape "
+                               "names '%s', which is not a graph input",
+                               p->input_shapes[i].name);
+    }
+    for (int i = 0; i < g->n_initializers; i++) {
+        milk_cv_value *v = milk_cv_value_get(c, g->initializers[i].name);
+        if (v) {
+            v->tensor = &g->initializers[i];
+            v->defined = true;
+        }
+    }
+    for (int i = 0; i < g->n_inputs; i++)
+        MILK_TRY(add_input(c, &g->inputs[i], find_override(p, g->inputs[i].name)));
+    return MILK_OK;
+}
+
+/* ---- nodes ------------------------------------------------------------------- */
+
+/* The static type value_info (or the graph outputs) gives a tensor. */
+static bool known_type(milk_cv *c, const char *name, milk_tensor_type *t)
+{
+    const milk_onnx_graph *g = &c->m->graph;
+    for (int pass = 0; pass < 2; pass++) {
+        const milk_onnx_value_info *vi = pass ? g->outputs : g->value_info;
+        int n = pass ? g->n_outputs : g->n_value_info;
+        for (int i = 0; i < n; i++) {
+            if (strcmp(vi[i].name, name) != 0 || vi[i].kind != MILK_ONNX_VALUE_TENSOR ||
+                vi[i].rank < 0 || (t->dtype = milk_cv_dtype(vi[i].elem_type)) ==
+                                      MILK_DTYPE_INVALID)
+                continue;
+            t->rank = vi[i].rank;
+            for (int k = 0; k < t->rank; k++)
+                if ((t->dims[k] = vi[i].dims[k].value) < 1) return false;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* After a node fails: its outputs become placeholders (of the type
+ * value_info gives) so that later nodes are still checked, or are marked
+ * poisoned so that the nodes reading them are skipped, not reported. */
+static milk_status node_failed(milk_cv *c, const milk_onnx_node *n)
+{
+    for (int k = 0; k < n->n_outputs; k++) {
+        milk_cv_value *v = milk_cv_value_get(c, n->outputs[k]);
+        milk_tensor_type t = {0};
+        if (!v || v->defined) continue;
+        if (!known_type(c, v->onnx, &t)) {
+            v->poisoned = true;
+            continue;
+        }
+        const char *name = milk_cv_tmp(c, "unconverted");
+        if (!name) return milk_errorf(c->ctx, MILK_ERR_NOMEM, "out of memory");
+        MILK_TRY(milk_function_add_input(c->ctx, c->fn, name, &t, &v->var));
+        v->defined = true;
+    }
+    return MILK_OK;
+}
+
+static bool reads_poisoned(milk_cv *c, const milk_onnx_node *n)
+{
+    for (int i = 0; i < n->n_inputs; i++) {
+        milk_cv_value *v = n->inputs[i][0] ? milk_cv_value_get(c, n->inputs[i]) : NULL;
+        if (v && v->poisoned) return true;
+    }
+    return false;
+}
+
+/* SSA: each name has one producer. `set` false: before lowering, every
+ * output must still be free; true: after, the lowering set every one. */
+static milk_status check_outputs(milk_cv *c, const milk_onnx_node *n, bool set)
+{
+    for (int k = 0; k < n->n_outputs; k++) {
+        milk_cv_value *v = n->outputs[k][0] ? milk_cv_value_get(c, n->outputs[k]) : NULL;
+        if (v && v->defined && !set)
+            return milk_cv_fail(c, MILK_ERR_INVALID_MODEL, "output '%s' is already "
+                                "defined (by a graph input, an initializer or an "
+                                "earlier node)", v->onnx);
+        if (v && !v->defined && set)
+            return milk_cv_fail(c, MILK_ERR_INVALID_ARG, "the lowering left "
+                                "output '%s' undefined", v->onnx);
+    }
+    return MILK_OK;
+}
+
+static milk_status lower_one(milk_cv *c, const milk_onnx_node *n)
+{
+    if (n->domain[0] && strcmp(n->domain, "ai.onnx") != 0)
+        return milk_cv_unsupported(c, "op of domain '%s' (a custom or "
+                                   "contributed op)", n->domain);
+    const lower_row *row = lower_find(n->op_type);
+    if (!row) return milk_cv_unsupported(c, "unknown op");
+    MILK_TRY(check_outputs(c, n, false));
+    MILK_TRY(row->fn(c, n));
+    return check_outputs(c, n, true);
+}
+
+static milk_status lower_nodes(milk_cv *c)
+{
+    const milk_onnx_graph *g = &c->m->graph;
+    errlist errs = {0};
+    milk_status s = MILK_OK;
+    for (int i = 0; i < g->n_nodes && s == MILK_OK; i++) {
+        const milk_onnx_node *n = &g->nodes[i];
+        c->node = n;
+        if (reads_poisoned(c, n)) {
+            s = node_failed(c, n);
+            continue;
+        }
+        milk_status ns = lower_one(c, n);
+        if (ns == MILK_OK) continue;
+        if (ns == MILK_ERR_NOMEM) {
+            s = ns;
+            break;
+        }
+        char label[600];
+        node_label(n, i, label, sizeof label);
+        errlist_add(&errs, ns, "  %s: %s", label, milk_ctx_error(c->ctx));
+        milk_ctx_clear(c->ctx);
+        s = node_failed(c, n);
+    }
+    c->node = NULL;
+    if (s == MILK_OK && errs.n)
+        s = milk_errorf(c->ctx, errs.status, "%s: %d node%s cannot be converted:%s",
+                        c->file, errs.n, errs.n > 1 ? "s" : "",
+                        errs.buf ? errs.buf : " (out of memory listing them)");
+    free(errs.buf);
+    return s;
+}
+
+/* ---- graph outputs ------------------------------------------------------------ */
+
+static milk_status add_output(milk_cv *c, const milk_onnx_value_info *vi)
+{
+    milk_cv_value *v = milk_cv_value_get(c, vi->name);
+    if (!v || !v->defined)
+        return milk_errorf(c->ctx, MILK_ERR_INVALID_MODEL, "output '%s' is not "
+                           "computed by any node", vi->name);
+    if (!v->var || !v->var->producer || v->var->producer->kind == MILK_OP_const_)
+        return milk_errorf(c->ctx, MILK_ERR_UNSUPPORTED, "output '%s' is a "
+                           "constant or a graph input, not computed by the model",
+                           vi->name);
+    milk_var *var = v->var;
+    for (int i = 0; i < c->b->n_outputs; i++)
+        if (c->b->outputs[i] == var)
+            return milk_errorf(c->ctx, MILK_ERR_UNSUPPORTED, "output '%s' is the "
+                               "same tensor as output '%s'", vi->name, var->name);
+    if (var->type.dtype == MILK_DTYPE_BOOL || var->type.rank == 0)
+        return milk_errorf(c->ctx, MILK_ERR_UNSUPPORTED, "output '%s' is a %s: "
+                           "Core ML outputs are float or int32 arrays", vi->name,
+                           var->type.rank == 0 ? "scalar" : "bool tensor");
+    /* an output that is another tensor unchanged (Identity) takes its name */
+    MILK_TRY(milk_var_set_name(c->ctx, var, v->mil));
+    if (vi->elem_type == MILK_ONNX_INT64) note_int64(c, "output", vi->name);
+    return milk_block_add_output(c->ctx, c->b, var);
+}
+
+/* ---- driver ------------------------------------------------------------------- */
+
+static milk_status check_opset(milk_cv *c)
+{
+    c->opset = milk_onnx_opset(c->m, "");
+    if (c->opset < MIN_OPSET || c->opset > MAX_OPSET)
+        return milk_errorf(c->ctx, MILK_ERR_UNSUPPORTED, "%s: opset %lld of the "
+                           "default domain; milk converts opsets %d to %d",
+                           c->file, (long long)c->opset, MIN_OPSET, MAX_OPSET);
+    return MILK_OK;
+}
+
+/* Core ML has fp16 model inputs and outputs from iOS16 on: an fp16 ONNX
+ * model (whose I/O the fp16 pass does not make fp32) needs that target. */
+static milk_status check_io_dtypes(milk_cv *c)
+{
+    if (c->p->target >= MILK_TARGET_IOS16) return MILK_OK;
+    for (int i = 0; i < c->fn->n_inputs + c->b->n_outputs; i++) {
+        const milk_var *v = i < c->fn->n_inputs ? c->fn->inputs[i]
+                                                : c->b->outputs[i - c->fn->n_inputs];
+        if (v->type.dtype == MILK_DTYPE_FP16)
+            return milk_errorf(c->ctx, MILK_ERR_UNSUPPORTED, "%s: '%s' is an fp16 "
+                               "model %s, which needs --target ios16 or later",
+                               c->file, v->name,
+                               i < c->fn->n_inputs ? "input" : "output");
+    }
+    return MILK_OK;
+}
+
+static void stats_fill(milk_cv *c, milk_convert_stats *st)
+{
+    memset(st, 0, sizeof *st);
+    st->onnx_nodes = c->m->graph.n_nodes;
+    st->onnx_opset = c->opset;
+    st->folded = c->n_folded;
+    st->int64_io = c->n_int64_io;
+    snprintf(st->note, sizeof st->note, "%s", c->note);
+    for (int i = 0; i < c->b->n_ops; i++) {
+        const milk_op *op = c->b->ops[i];
+        uint64_t nb = 0;
+        if (op->kind != MILK_OP_const_) {
+            st->mil_ops++;
+            continue;
+        }
+        st->mil_consts++;
+        if (milk_value_nbytes(op->val, &nb)) st->weight_bytes += nb;
+    }
+}
+
+static milk_status convert(milk_cv *c, const milk_convert_params *p,
+                           milk_target target)
+{
+    MILK_TRY(check_opset(c));
+    MILK_TRY(milk_program_create(c->ctx, target, &c->p));
+    MILK_TRY(milk_program_add_function(c->ctx, c->p, "main", &c->fn));
+    c->b = milk_function_block(c->fn);
+    MILK_TRY(milk_cv_names_assign(c));
+    milk_status s = add_inputs(c, p);
+    if (s != MILK_OK) return milk_error_prefix(c->ctx, "%s", c->file);
+    MILK_TRY(lower_nodes(c));
+    for (int i = 0; i < c->m->graph.n_outputs; i++) {
+        s = add_output(c, &c->m->graph.outputs[i]);
+        if (s != MILK_OK) return milk_error_prefix(c->ctx, "%s", c->file);
+    }
+    MILK_TRY(milk_pass_dce(c->ctx, c->fn));
+    if (p->precision == MILK_CONVERT_FP16) {
+        MILK_TRY(milk_pass_fp16(c->ctx, c->p));
+        MILK_TRY(milk_pass_dce(c->ctx, c->fn));
+    }
+    MILK_TRY(check_io_dtypes(c));
+    s = milk_program_check(c->ctx, c->p);
+    if (s != MILK_OK)
+        return milk_error_prefix(c->ctx, "%s: the converted program fails its "
+                                 "check (a converter bug)", c->file);
+    if (p->stats) stats_fill(c, p->stats);
+    return MILK_OK;
+}
+
+static milk_status check_params(milk_ctx *ctx, const milk_convert_params *p,
+                                milk_target *target)
+{
+    *target = p->target ? p->target : MILK_TARGET_IOS17;
+    if (!milk_target_name(*target))
+        return milk_errorf(ctx, MILK_ERR_INVALID_ARG, "unknown deployment "
+                           "target %d (ios15 to ios18)", (int)p->target);
+    if (p->precision != MILK_CONVERT_FP16 && p->precision != MILK_CONVERT_FP32)
+        return milk_errorf(ctx, MILK_ERR_INVALID_ARG, "unknown precision %d",
+                           (int)p->precision);
+    if (p->n_input_shapes < 0 || (p->n_input_shapes && !p->input_shapes))
+        return milk_errorf(ctx, MILK_ERR_INVALID_ARG, "bad input shape list");
+    for (int i = 0; i < p->n_input_shapes; i++) {
+        const milk_input_shape *s = &p->input_shapes[i];
+        if (s->rank < 1 || s->rank > MILK_MAX_RANK)
+            return milk_errorf(ctx, MILK_ERR_INVALID_ARG, "input shape for '%s': "
+                               "rank %d outside 1..%d", s->name, s->rank, MILK_MAX_RANK);
+        for (int k = 0; k < s->rank; k++)
+            if (s->dims[k] < 1 || s->dims[k] > INT32_MAX)
+                return milk_errorf(ctx, MILK_ERR_INVALID_ARG, "input shape for "
+                                   "'%s': dim %d is %lld", s->name, k,
+                                   (long long)s->dims[k]);
+    }
+    return MILK_OK;
+}
+
+milk_status milk_onnx_convert(milk_ctx *ctx, const char *path,
+                              const milk_convert_params *params,
+                              milk_program **out)
+{
+    milk_convert_params dflt = {0};
+    milk_target target;
+    *out = NULL;
+    if (!params) params = &dflt;
+    MILK_TRY(check_params(ctx, params, &target));
+    milk_onnx_model *m;
+    MILK_TRY(milk_onnx_load(ctx, path, &m));
+    milk_cv c = {.ctx = ctx, .m = m, .file = path, .a = milk_arena_create()};
+    milk_status s = c.a ? convert(&c, params, target)
+                        : milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
+    milk_strmap_free(&c.by_onnx);
+    milk_strmap_free(&c.taken);
+    milk_arena_free(c.a);
+    milk_onnx_free(m);
+    if (s != MILK_OK) {
+        milk_program_free(c.p);
+        return s;
+    }
+    *out = c.p;
+    return MILK_OK;
+}
+
+/* ---- input shapes ------------------------------------------------------------- */
+
+milk_status milk_input_shape_parse(milk_ctx *ctx, const char *spec,
+                                   milk_input_shape *out)
+{
+    memset(out, 0, sizeof *out);
+    const char *eq = strrchr(spec, '=');
+    if (!eq || eq == spec || (size_t)(eq - spec) >= sizeof out->name)
+        return milk_errorf(ctx, MILK_ERR_INVALID_ARG, "input shape '%s': expected "
+                           "NAME=d0,d1,... (e.g. x=1,3,224,224)", spec);
+    memcpy(out->name, spec, (size_t)(eq - spec));
+    for (const char *p = eq + 1;;) {
+        char *end;
+        long long d = strtoll(p, &end, 10);
+        if (end == p || d < 1 || d > INT32_MAX || out->rank == MILK_MAX_RANK ||
+            (*end && *end != ','))
+            return milk_errorf(ctx, MILK_ERR_INVALID_ARG, "input shape '%s': "
+                               "dims are 1 to %d positive integers separated by "
+                               "commas", spec, MILK_MAX_RANK);
+        out->dims[out->rank++] = d;
+        if (!*end) break;
+        p = end + 1;
+    }
+    return MILK_OK;
+}
