@@ -311,6 +311,10 @@ typedef struct milk_run_params {
     int keep_all;        /* keep every intermediate value for reading */
     int reference;       /* use only the plain reference kernels */
     const char *function; /* function to run; NULL means "main" */
+    /* Called after each op of a run with the number of ops done and the
+     * total (for progress displays); NULL for none. */
+    void (*progress)(void *user, int done, int total);
+    void *progress_user;
 } milk_run_params;
 
 typedef struct milk_runner milk_runner;
@@ -360,6 +364,456 @@ typedef struct milk_op_stats {
 
 int milk_runner_op_count(const milk_runner *r);
 const milk_op_stats *milk_runner_op_stats(const milk_runner *r, int i);
+
+/* ------------------------------------------------------------------ */
+/* Converting ONNX models                                              */
+/* ------------------------------------------------------------------ */
+
+/* The precision of the converted program's floating-point math.
+ * FP16 (coremltools' default for ML Programs): float constants are stored
+ * as fp16 and every op computes in fp16; model inputs and outputs are fp16
+ * from iOS16 on, and stay fp32 (with casts at the boundary) for iOS15,
+ * which has no fp16 model I/O.
+ * FP32: the program computes in fp32, as the ONNX graph does. */
+typedef enum milk_convert_precision {
+    MILK_CONVERT_FP16 = 0,
+    MILK_CONVERT_FP32 = 1,
+} milk_convert_precision;
+
+/* A fixed shape for one graph input, for models exported with dynamic
+ * axes: every dimension of every input must be known at conversion time. */
+typedef struct milk_input_shape {
+    char name[256];
+    int rank;
+    int64_t dims[MILK_MAX_RANK];
+} milk_input_shape;
+
+/* Parse "NAME=d0,d1,..." (e.g. "x=1,3,224,224"; the last '=' separates
+ * the name) into *out. MILK_ERR_INVALID_ARG with a message if malformed. */
+milk_status milk_input_shape_parse(milk_ctx *ctx, const char *spec,
+                                   milk_input_shape *out);
+
+/* What a conversion did, for reports. */
+typedef struct milk_convert_stats {
+    int onnx_nodes;        /* nodes in the ONNX graph */
+    int64_t onnx_opset;    /* the default domain's opset */
+    int mil_ops;           /* ops in main, consts not counted */
+    int mil_consts;        /* const ops in main */
+    int folded;            /* ops evaluated at conversion time into consts */
+    uint64_t weight_bytes; /* bytes of constant data, at the declared dtypes */
+    int int64_io;          /* graph inputs/outputs changed from int64 to int32 */
+    char note[512];        /* names of those inputs/outputs, "" if none */
+} milk_convert_stats;
+
+typedef struct milk_convert_params {
+    milk_target target;                /* 0 means MILK_TARGET_IOS17 */
+    milk_convert_precision precision;  /* 0 means fp16 */
+    const milk_input_shape *input_shapes; /* n_input_shapes overrides */
+    int n_input_shapes;
+    milk_convert_stats *stats;         /* filled on success when not NULL */
+} milk_convert_params;
+
+/* Convert the ONNX model at `path` to an ML Program (function main).
+ * params may be NULL for the defaults (iOS17, fp16).
+ *
+ * Every graph input needs a static shape (from the file or an override).
+ * Weights stay in the .onnx file (or its external data files) and are
+ * read only when the program is saved or run, so those files must exist
+ * until then. MIL has no int64 at run time: int64 tensors become int32
+ * (constants range-checked), int64 graph inputs and outputs too.
+ *
+ * Names: the MIL var holding ONNX tensor T is named milk_mil_name(T);
+ * when two tensors give the same name, the later one (in the order graph
+ * inputs, initializers, node outputs) gets a suffix _0, _1, ... Helper ops
+ * a lowering adds get names that no ONNX tensor takes. A tensor that is
+ * another tensor unchanged (Identity, Dropout, a Cast to its own type) has
+ * no var of its own. The fp16 pass keeps these names (casts it inserts
+ * are new vars); for iOS15 the fp32 model outputs keep the output names.
+ *
+ * On failure nothing is returned. Unsupported nodes are all listed in one
+ * message (node name, op type, reason) with MILK_ERR_UNSUPPORTED; other
+ * failures are MILK_ERR_IO, MILK_ERR_PARSE, MILK_ERR_INVALID_MODEL,
+ * MILK_ERR_INVALID_ARG (bad params, unknown input in an override, a
+ * dynamic dim left) or MILK_ERR_TYPE. */
+milk_status milk_onnx_convert(milk_ctx *ctx, const char *path,
+                              const milk_convert_params *params,
+                              milk_program **out);
+
+/* The MIL identifier for an ONNX name, by coremltools' rules: characters
+ * outside [A-Za-z0-9_] become '_', a name not starting with a letter or
+ * '_' gets the prefix "var_", MIL's reserved words get the suffix
+ * "_workaround". Writes at most cap bytes (NUL included) to buf and
+ * returns the length the full name needs. */
+size_t milk_mil_name(const char *name, char *buf, size_t cap);
+
+/* The lowering table: row i (0 <= i < count) gives an ONNX op type and a
+ * line saying what the lowering supports and what it refuses. */
+int milk_onnx_lowering_count(void);
+void milk_onnx_lowering(int i, const char **op_type, const char **doc);
+
+/* ------------------------------------------------------------------ */
+/* Core ML defect rules, rewrite passes, lint                          */
+/* ------------------------------------------------------------------ */
+
+/* Core ML computes some programs wrongly, or refuses them, depending on
+ * the op's parameters, the compute unit and the OS version
+ * (docs/coreml-defects.md). milk keeps one rule per known defect
+ * (docs/defects.md, generated from the table): a matcher for the pattern,
+ * the scope where the defect shows, an action and, for rules that
+ * rewrite, a pass that turns the pattern into an equivalent program
+ * without it (each proved equivalent by the interpreter in the tests). */
+
+/* The compute units the model is meant for (MLComputeUnits). */
+typedef enum milk_compute_units {
+    MILK_UNITS_ALL = 0,     /* CPU, GPU and Neural Engine (the default) */
+    MILK_UNITS_CPU_ONLY = 1,
+    MILK_UNITS_CPU_AND_GPU = 2,
+    MILK_UNITS_CPU_AND_NE = 3,
+    MILK_UNITS_INVALID = -1,
+} milk_compute_units;
+
+/* "all", "cpu_only", "cpu_and_gpu", "cpu_and_ne"; NULL for anything else. */
+const char *milk_compute_units_name(milk_compute_units u);
+/* Parses those names (case-insensitive); MILK_UNITS_INVALID if unknown. */
+milk_compute_units milk_compute_units_from_name(const char *name);
+
+typedef enum milk_rule_action {
+    MILK_RULE_REWRITE = 0, /* milk rewrites the pattern away */
+    MILK_RULE_WARN = 1,    /* reported only */
+    MILK_RULE_REFUSE = 2,  /* the program cannot be made to work: refused */
+} milk_rule_action;
+
+typedef enum milk_rule_severity {
+    MILK_SEVERITY_INFO = 0,
+    MILK_SEVERITY_WARNING = 1,
+    MILK_SEVERITY_ERROR = 2, /* wrong results, or a load/compile failure */
+} milk_rule_severity;
+
+/* "rewrite"/"warn"/"refuse" and "info"/"warning"/"error". */
+const char *milk_rule_action_name(milk_rule_action a);
+const char *milk_rule_severity_name(milk_rule_severity s);
+
+/* One row of the rule table. Every string is static. */
+typedef struct milk_rule_info {
+    const char *id;        /* stable id, as in docs/coreml-defects.md */
+    const char *category;  /* "wrong results", "fp16 overflow", "refused" */
+    const char *condition; /* what the matcher looks for */
+    const char *scope;     /* where the defect shows (units, targets, dtype) */
+    milk_rule_action action;
+    milk_rule_severity severity;
+    const char *source;    /* issue threads or code it comes from */
+    const char *fix;       /* the suggested fix, one line */
+    const char *note;      /* a remark, or "" */
+} milk_rule_info;
+
+int milk_rule_count(void);
+/* Row i (0 <= i < milk_rule_count()), or NULL. */
+const milk_rule_info *milk_rule_at(int i);
+/* The row with this id, or NULL. */
+const milk_rule_info *milk_rule_find(const char *id);
+
+/* How an op's precision is judged by the fp16 rules. */
+typedef enum milk_rule_precision {
+    /* An op computes in fp16 when its dtype is fp16, or when the Neural
+     * Engine is among the compute units (it computes in fp16 whatever the
+     * model declares). */
+    MILK_RULE_PRECISION_AS_DECLARED = 0,
+    /* Every floating-point op counts as fp16 (a program about to be
+     * converted to fp16, or run on the GPU with low precision). */
+    MILK_RULE_PRECISION_FP16 = 1,
+} milk_rule_precision;
+
+/* Which rules apply. Zero-initialized options mean: the program's own
+ * target, all compute units, precision as declared, every rule on. A rule
+ * is selected when the compute units include one it concerns and the
+ * target lies in its range; `enable` selects a rule whatever its scope
+ * (and makes its fp16 condition true), `disable` turns it off. The
+ * special id "all" in `disable` turns off every rule not listed in
+ * `enable`. An unknown id is MILK_ERR_INVALID_ARG. The arrays are
+ * borrowed for the duration of the call. */
+typedef struct milk_rule_options {
+    milk_target target;              /* 0: the program's target */
+    milk_compute_units units;        /* MILK_UNITS_ALL by default */
+    milk_rule_precision precision;
+    const char *const *enable;       /* n_enable rule ids */
+    int n_enable;
+    const char *const *disable;      /* n_disable rule ids, or "all" */
+    int n_disable;
+} milk_rule_options;
+
+/* One finding: a rule matched an op (or a function's inputs and outputs,
+ * then op is "" and op_type names what was checked), and what was done. */
+typedef struct milk_rule_hit {
+    const milk_rule_info *rule; /* NULL for a general pass */
+    const char *pass;      /* the rule id, or the general pass's name */
+    const char *function;  /* "main" */
+    const char *op;        /* the op's name as it was when matched */
+    const char *op_type;
+    const char *detail;    /* the condition met, with the values found */
+    int fixed;             /* 1: rewritten away */
+    const char *touched;   /* fixed: the ops removed and created */
+} milk_rule_hit;
+
+/* Findings of milk_rules_check / milk_rules_apply / milk_program_simplify,
+ * in the order found. Strings are owned by the report. */
+typedef struct milk_rule_report milk_rule_report;
+
+milk_status milk_rule_report_create(milk_ctx *ctx, milk_rule_report **out);
+void milk_rule_report_free(milk_rule_report *r);
+int milk_rule_report_count(const milk_rule_report *r);
+const milk_rule_hit *milk_rule_report_at(const milk_rule_report *r, int i);
+/* Number of hits not fixed whose severity is at least `at_least`. */
+int milk_rule_report_unfixed(const milk_rule_report *r,
+                             milk_rule_severity at_least);
+
+/* Lint: append to `report` one hit per selected rule and matching op, in
+ * program order, rule by rule. The program is not changed. opts may be
+ * NULL (defaults). */
+milk_status milk_rules_check(milk_ctx *ctx, const milk_program *p,
+                             const milk_rule_options *opts,
+                             milk_rule_report *report);
+
+/* Apply the selected rules to p, as a converter does at the end of
+ * conversion (milk's ONNX converter calls it) and `milk lint --fix` does
+ * for any package:
+ * 1. If a selected rule with action "refuse" matches, fail with
+ *    MILK_ERR_UNSUPPORTED naming every such op and rule; p is unchanged.
+ * 2. Run the rewrite pass of every selected "rewrite" rule on each op it
+ *    matches, rule by rule, until no rule rewrites anything more (a pass
+ *    may decline an instance it cannot rewrite exactly; the hit then
+ *    stays, with the reason). Each rewrite appends a hit with fixed = 1
+ *    and the ops it removed and created. Model output names are kept.
+ * 3. Remove dead ops, check the program (milk_program_check), and append
+ *    every selected rule that still matches (warnings, declined
+ *    rewrites) as a hit with fixed = 0.
+ * report may be NULL. On failure after step 1 the program may be partly
+ * rewritten: discard it. */
+milk_status milk_rules_apply(milk_ctx *ctx, milk_program *p,
+                             const milk_rule_options *opts,
+                             milk_rule_report *report);
+
+/* General passes of milk_program_simplify. */
+#define MILK_SIMPLIFY_DCE 1u      /* remove ops whose outputs are unused */
+#define MILK_SIMPLIFY_FOLD 2u     /* evaluate ops whose inputs are all
+                                     constants (reference kernels) */
+#define MILK_SIMPLIFY_DEDUP 4u    /* merge equal constants */
+#define MILK_SIMPLIFY_IDENTITY 8u /* remove identity-like ops: identity,
+                                     reshape/transpose/cast/squeeze/slice
+                                     that change nothing, zero pad */
+#define MILK_SIMPLIFY_ALL 15u
+
+/* Run the chosen general passes on every function of p, repeating until
+ * nothing changes, then check the program. Model input and output names
+ * are kept. Each change is appended to report (may be NULL) as a hit with
+ * pass "dce", "fold", "dedup" or "identity" and fixed = 1. Folding keeps
+ * each constant it makes no larger than its inputs (or 65536 elements),
+ * and never evaluates constexpr_* or random ops. */
+milk_status milk_program_simplify(milk_ctx *ctx, milk_program *p,
+                                  unsigned passes, milk_rule_report *report);
+
+/* ------------------------------------------------------------------ */
+/* Verifying and extracting (src/verify)                               */
+/* ------------------------------------------------------------------ */
+
+/* Comparing a run with reference values, tensor by tensor.
+ *
+ * milk runs the program under test (main) keeping the intermediate
+ * values it needs and compares each op output that has a reference
+ * value: the tensor of the same name in an .npz file
+ * (milk_verify_reference), or the var of the same name in a reference
+ * program run on the same inputs (milk_verify_programs). Each compared
+ * var gives a row, in program order. Shapes must agree, dims of size 1
+ * aside ([1, 10] against [10] is compared); a reference of another shape
+ * is an infinite error (shape_mismatch).
+ *
+ * A tensor matches when  max|got - want| <= atol + rtol * max|want|  over
+ * its elements, after NaN/inf agreement: a NaN where the reference has
+ * NaN, or an inf of the reference's sign, counts as an error of 0; any
+ * other non-finite disagreement is an infinite error. The row reports
+ * max abs error, max relative error (max abs error / max|want|) and the
+ * signal-to-noise ratio 10 log10(sum want^2 / sum (got - want)^2) in dB
+ * (+inf when the tensors are equal).
+ *
+ * Default tolerances, by the precision of the values: fp16 when the
+ * reference is fp16, or the var is fp16 or computed from fp16 values (a
+ * cast back to fp32 keeps fp16's error), else fp32. An fp32 program
+ * against an fp32 reference differs only by summation order, some 1e-7
+ * relative per op, growing with depth; an fp16 program rounds every
+ * value to 11 significant bits (4.9e-4 relative) and accumulates that
+ * over its layers. The atol terms only matter for tensors that are
+ * nearly zero. */
+#define MILK_VERIFY_RTOL_FP32 1e-4
+#define MILK_VERIFY_ATOL_FP32 1e-6
+#define MILK_VERIFY_RTOL_FP16 1e-2
+#define MILK_VERIFY_ATOL_FP16 1e-3
+
+/* milk_verify_params.flags */
+#define MILK_VERIFY_SET_ATOL 1u /* use params.atol for every var */
+#define MILK_VERIFY_SET_RTOL 2u /* use params.rtol for every var */
+#define MILK_VERIFY_SET_SEED 4u /* use params.seed for random inputs */
+
+typedef struct milk_verify_params {
+    unsigned flags;
+    double atol, rtol;          /* when flagged; else the defaults above */
+    milk_precision precision;   /* how the program(s) run */
+    /* n_inputs model inputs given as "NAME=FILE.npy"; they override the
+     * reference file's tensors of the same name. */
+    const char *const *inputs;
+    int n_inputs;
+    /* Two-program mode: inputs neither given nor in a file get seeded
+     * random values (normal(0,1) for floats, 0..3 for integers, 0/1 for
+     * bools). Without MILK_VERIFY_SET_SEED a seed is drawn from the clock;
+     * milk_verify_seed() tells which. */
+    uint64_t seed;
+    /* Labels for reports (file names); NULL for "A", "B", "reference". */
+    const char *label, *ref_label;
+    /* Called during each run (stage is the program's label) with the
+     * number of ops done and the total; NULL for none. */
+    void (*progress)(void *user, const char *stage, int done, int total);
+    void *progress_user;
+} milk_verify_params;
+
+/* The state of a compared var.
+ * MATCH: within tolerance.
+ * DIVERGED: beyond tolerance while every input of its op is clean; a
+ *   divergence starts here (or in an unchecked op feeding it, see below).
+ * PROPAGATED: beyond tolerance, and some input of its op is not clean:
+ *   it inherits an earlier divergence.
+ * A var is clean when it is a model input, a constant, a compared var
+ * that matches, or a var without reference value whose op's inputs are
+ * all clean. The first divergent op is the op of the first DIVERGED row
+ * in program order. Its suspects are the ops without reference values
+ * that feed it through unchecked vars only: when REF holds just the
+ * outputs, every op is a suspect; when it holds every intermediate, none
+ * is, and the first divergent op is the culprit. */
+typedef enum milk_verify_state {
+    MILK_VERIFY_MATCH = 0,
+    MILK_VERIFY_DIVERGED = 1,
+    MILK_VERIFY_PROPAGATED = 2,
+} milk_verify_state;
+
+typedef struct milk_verify_row {
+    const char *op, *op_type; /* the op producing the var */
+    const char *var;          /* its name in the program under test */
+    const char *ref;          /* the reference tensor's name */
+    int op_index;             /* position of the op among main's ops,
+                                 consts not counted */
+    milk_tensor_type type;    /* as declared in the program under test */
+    int shape_mismatch;       /* the reference has another shape: error inf */
+    double max_abs, max_rel, snr_db;
+    double atol, rtol;        /* the tolerance applied */
+    milk_verify_state state;
+    int64_t n_overflow, n_inf, n_nan; /* the op's run statistics */
+} milk_verify_row;
+
+typedef struct milk_verify milk_verify; /* the result of a comparison */
+
+/* Run p (function main) on the model inputs held in the .npz at ref_path
+ * (by input name; params->inputs override them) and compare every var
+ * that has a tensor of the same name in that file. params may be NULL.
+ * Fails (MILK_ERR_INVALID_ARG / NOT_FOUND / PARSE / IO) when an input is
+ * missing, the file is malformed, or no var of p has a reference value;
+ * a divergence is not a failure: read it from the result. */
+milk_status milk_verify_reference(milk_ctx *ctx, const milk_program *p,
+                                  const char *ref_path,
+                                  const milk_verify_params *params,
+                                  milk_verify **out);
+/* Run a (the reference) and b on the same inputs (given, or seeded
+ * random ones) and compare every op output of b with the var of a of the
+ * same name, or, failing that, with the op output of a whose name is the
+ * same once every "_cast_fp16" (coremltools' fp16 renaming) is removed
+ * from both. Namesakes of other shapes are not compared, except model
+ * outputs. A model output of b without a namesake in a is paired with
+ * a's output at the same position when both have as many outputs. The
+ * two programs' inputs must agree in names and shapes. */
+milk_status milk_verify_programs(milk_ctx *ctx, const milk_program *a,
+                                 const milk_program *b,
+                                 const milk_verify_params *params,
+                                 milk_verify **out);
+void milk_verify_free(milk_verify *v);
+
+int milk_verify_row_count(const milk_verify *v);
+const milk_verify_row *milk_verify_row_at(const milk_verify *v, int i);
+/* Row index of the first divergent op's var, or -1 if every var matches. */
+int milk_verify_first_divergence(const milk_verify *v);
+/* The seed of the random inputs; false if no input was random. */
+int milk_verify_seed(const milk_verify *v, uint64_t *seed);
+
+/* Print the result: the table (op, var, shape, errors, SNR, status), the
+ * first divergence with its suspects, and the ops whose fp16 values
+ * overflowed; or, with MILK_VERIFY_JSON, one JSON object:
+ *   {"program", "reference", "mode": "reference"|"programs", "precision",
+ *    "seed": N or null, "ok": bool,
+ *    "rows": [{"op", "type", "var", "ref", "op_index", "dtype", "shape",
+ *              "max_abs", "max_rel", "snr_db", "atol", "rtol",
+ *              "status": "ok"|"diverged"|"propagated", "shape_mismatch",
+ *              "overflow", "inf", "nan"}],
+ *    "first_divergence": null or {"row", "op", "type", "var",
+ *                                 "suspects": ["op (type)", ...]},
+ *    "fp16": [{"op", "type", "op_index", "overflow", "inf", "nan"}],
+ *    "unchecked": N, "unmatched_reference": [names]}
+ * Infinite numbers (snr_db of equal tensors, errors of non-finite
+ * disagreements) are written as null. */
+#define MILK_VERIFY_JSON 1u
+milk_status milk_verify_print(milk_ctx *ctx, const milk_verify *v, FILE *out,
+                              unsigned flags);
+/* Write the result as one self-contained XHTML file (inline CSS and SVG,
+ * no external resources): the table and a chart of the relative error
+ * of each compared var along the program, log scale, with the first
+ * divergence and fp16 overflows marked. Written under a temporary name
+ * and renamed into place. */
+milk_status milk_verify_write_html(milk_ctx *ctx, const milk_verify *v,
+                                   const char *path);
+
+/* Cutting a program into a standalone repro.
+ *
+ * The extracted program holds one op (params.op), or the ops from
+ * params.from to params.to, in program order, that params.to depends on
+ * (params.from must be one of them). Every non-constant var those ops
+ * read from outside becomes a model input of the same name and type (in
+ * order of first use); the constants they read are copied (file-backed
+ * weights stay references to the source's file until saved: keep it);
+ * the outputs of the last op are the model outputs and keep their names.
+ * An op may be named by its op name or by the name of a var it produces.
+ *
+ * Variants, applied to every extracted op they fit (an error if none):
+ * ZERO_BIAS: the `bias` of conv, conv_transpose and linear replaced by
+ *   zeros of the same type, so the output is the original minus the bias.
+ * LIFT_1D: a conv or conv_transpose on rank-3 x written as 2-D:
+ *   expand_dims(x, axes=[-1]), the op with weight [.., K, 1], strides
+ *   (s, 1), pad (p0, p1, 0, 0), dilations (d, 1), output_shape (.., 1),
+ *   then squeeze(axes=[-1]) into a var of the original name. */
+typedef enum milk_extract_variant {
+    MILK_EXTRACT_PLAIN = 0,
+    MILK_EXTRACT_ZERO_BIAS = 1,
+    MILK_EXTRACT_LIFT_1D = 2,
+} milk_extract_variant;
+
+typedef struct milk_extract_params {
+    const char *op;         /* one op; or NULL and from/to */
+    const char *from, *to;
+    milk_extract_variant variant;
+} milk_extract_params;
+
+/* A new program (target and opset of p, function main) holding the
+ * extracted ops; p is not changed and may be freed afterwards. Fails with
+ * MILK_ERR_NOT_FOUND for unknown ops, MILK_ERR_INVALID_ARG when from/to do
+ * not delimit a subgraph or no op fits the variant, MILK_ERR_UNSUPPORTED
+ * for ops with nested blocks or string-typed boundary vars. */
+milk_status milk_program_extract(milk_ctx *ctx, const milk_program *p,
+                                 const milk_extract_params *params,
+                                 milk_program **out);
+/* Run p on the inputs of the .npz at ref_path (and params->inputs; only
+ * inputs and precision are read from params, which may be NULL) and write
+ * to the .npz at out_path the values p computed for sub's inputs and
+ * outputs, by name, as `milk run` writes them (fp16 vars as fp16 in
+ * as-declared precision, integers as int32). The file is a ready
+ * reference: `milk verify SUB --reference OUT` checks the repro. */
+milk_status milk_extract_capture(milk_ctx *ctx, const milk_program *p,
+                                 const milk_program *sub,
+                                 const char *ref_path,
+                                 const milk_verify_params *params,
+                                 const char *out_path);
 
 #ifdef __cplusplus
 }

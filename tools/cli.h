@@ -16,5 +16,9 @@ int cli_opt(int argc, char **argv, int *i, const char *name, const char **val);
 
 int cmd_dump(milk_ctx *ctx, int argc, char **argv);
 int cmd_run(milk_ctx *ctx, int argc, char **argv);
+int cmd_lint(milk_ctx *ctx, int argc, char **argv);
+int cmd_convert(milk_ctx *ctx, int argc, char **argv);
+int cmd_verify(milk_ctx *ctx, int argc, char **argv);
+int cmd_extract(milk_ctx *ctx, int argc, char **argv);
 
 #endif

@@ -73,9 +73,33 @@ static const struct {
 } cmds[] = {
     {"dump", cmd_dump, "dump PKG [--values]\n"
                        "      print the program as model.mil text"},
+    {"convert", cmd_convert,
+     "convert IN.onnx -o OUT.mlpackage [--target ios15|ios16|ios17|ios18]\n"
+     "      [--precision fp16|fp32] [--input-shape NAME=d0,d1,... ...] [--list-ops]\n"
+     "      convert an ONNX model to a Core ML ML Program package"},
     {"run", cmd_run, "run PKG --input NAME=FILE.npy ... --output OUT.npz\n"
                      "      [--precision as-declared|fp32] [--keep-all] [--reference]\n"
                      "      execute the program with the reference interpreter"},
+    {"verify", cmd_verify, "verify PKG --reference REF.npz [--input NAME=FILE.npy ...]\n"
+                           "      verify A.mlpackage B.mlpackage [--input ...] [--seed N]\n"
+                           "      verify MODEL.onnx [--target T] [--precision fp16|fp32] "
+                           "[--input ...]\n"
+                           "      [--atol A] [--rtol R] [--precision as-declared|fp32]\n"
+                           "      [--json] [--report FILE.html]\n"
+                           "      compare every value with a reference; name the first "
+                           "divergent op\n"
+                           "      (exit 0: all match, 1: something diverges, 2: error)"},
+    {"extract", cmd_extract, "extract PKG (--op NAME | --from NAME --to NAME) -o SUB.mlpackage\n"
+                             "      [--variant zero-bias|lift-1d] [--inputs-from REF.npz]\n"
+                             "      cut ops out into a standalone package (and SUB.npz)"},
+    {"lint", cmd_lint, "lint PKG [--target ios15..ios18] [--compute-units all|cpu_only|"
+                       "cpu_and_gpu|cpu_and_ne]\n"
+                       "      [--precision as-declared|fp16] [--disable-rule ID|all] "
+                       "[--enable-rule ID] [--json]\n"
+                       "      [--fix -o OUT.mlpackage [--simplify]] | --list-rules "
+                       "[--markdown|--json]\n"
+                       "      report known Core ML defect patterns; --fix rewrites them "
+                       "away"},
 };
 
 static void usage(FILE *f)
