@@ -28,16 +28,17 @@ ENV1 = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
 
 
 def run_measured(args, env=None):
-    """Run a command; return (seconds, peak RSS in MB, completed process)."""
+    """Run a command; return (seconds, peak RSS in MB, stdout). Peak memory
+    comes from GNU time: a child forked from this Python process would
+    count the parent's pages in its maximum RSS until it execs."""
+    rss_file = WORK / "rss.txt"
     t0 = time.perf_counter()
-    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    _, status, usage = os.wait4(p.pid, 0)
+    p = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(rss_file)] + list(map(str, args)),
+                       capture_output=True, text=True, env=env)
     secs = time.perf_counter() - t0
-    out, err = p.stdout.read().decode(), p.stderr.read().decode()
-    p.returncode = os.waitstatus_to_exitcode(status)
     if p.returncode != 0:
-        sys.exit(f"bench: {' '.join(map(str, args))} failed:\n{err}")
-    return secs, usage.ru_maxrss / 1024.0, out
+        sys.exit(f"bench: {' '.join(map(str, args))} failed:\n{p.stderr}")
+    return secs, int(rss_file.read_text().split()[-1]) / 1024.0, p.stdout
 
 
 def torch_time(module, x, n=10):
