@@ -75,37 +75,46 @@ $(B)/asan/obj/%.o: %.c $(GEN_H) $(wildcard include/*.h src/*.h src/*/*.h src/*/*
 
 $(B)/libmilk.a: $(OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	@echo '  AR      $@'
+	@ar rcs $@ $^
 
 $(B)/libmilk.so: $(OBJ)
-	$(CC) -shared -o $@ $^ $(LIBS)
+	@echo '  LD      $@'
+	@$(CC) -shared -o $@ $^ $(LIBS)
 
 $(B)/milk: $(TOOL) tools/cli.h $(B)/libmilk.a
-	$(CC) $(CFLAGS_ALL) $(TOOL) $(B)/libmilk.a $(LIBS) -o $@
+	@echo '  LD      $@'
+	@$(CC) $(CFLAGS_ALL) $(TOOL) $(B)/libmilk.a $(LIBS) -o $@
 
 $(B)/asan/libmilk.a: $(ASAN_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	@echo '  AR      $@'
+	@ar rcs $@ $^
 
 $(B)/asan/milk: $(TOOL) tools/cli.h $(B)/asan/libmilk.a
-	$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(INC) $(TOOL) $(B)/asan/libmilk.a $(LIBS) -o $@
+	@echo '  LD      $@'
+	@$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(INC) $(TOOL) $(B)/asan/libmilk.a $(LIBS) -o $@
 
 $(B)/asan/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(B)/asan/libmilk.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(INC) -Itests/unit $< $(B)/asan/libmilk.a $(LIBS) -o $@
+	@echo '  LD      $@'
+	@$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(INC) -Itests/unit $< $(B)/asan/libmilk.a $(LIBS) -o $@
 
 # Examples see only the public header.
 $(B)/examples/%: examples/%.c include/milk.h $(B)/libmilk.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CSTD) $(WARN) $(OPT) -Iinclude $< $(B)/libmilk.a $(LIBS) -o $@
+	@echo '  LD      $@'
+	@$(CC) $(CSTD) $(WARN) $(OPT) -Iinclude $< $(B)/libmilk.a $(LIBS) -o $@
 
 $(B)/tools/%: tests/tools/%.c $(B)/libmilk.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $< $(B)/libmilk.a $(LIBS) -o $@
+	@echo '  LD      $@'
+	@$(CC) $(CFLAGS_ALL) $< $(B)/libmilk.a $(LIBS) -o $@
 
 $(B)/asan/tools/%: tests/tools/%.c $(B)/asan/libmilk.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(INC) $< $(B)/asan/libmilk.a $(LIBS) -o $@
+	@echo '  LD      $@'
+	@$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(INC) $< $(B)/asan/libmilk.a $(LIBS) -o $@
 
 asan: $(B)/asan/milk $(UNIT_BIN)
 
@@ -120,7 +129,8 @@ test: unit pytest
 
 $(B)/bench/%: bench/%.c $(B)/libmilk.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $< $(B)/libmilk.a $(LIBS) -o $@
+	@echo '  LD      $@'
+	@$(CC) $(CFLAGS_ALL) $< $(B)/libmilk.a $(LIBS) -o $@
 
 bench: all $(B)/bench/bench_run
 	$(PYTHON) bench/run.py

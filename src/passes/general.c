@@ -102,66 +102,6 @@ static bool foldable(const simplify *sp, const milk_op *op)
     return out <= (in > 65536 ? in : 65536);
 }
 
-/* Runtime tensors for every binding of op, laid out as milk_eval wants. */
-typedef struct fold_inputs {
-    milk_rt *rts;
-    const milk_rt ***in;
-    int n_args, n_rts;
-} fold_inputs;
-
-static void fold_inputs_free(fold_inputs *fi)
-{
-    for (int i = 0; i < fi->n_rts; i++) milk_rt_release(&fi->rts[i]);
-    for (int a = 0; fi->in && a < fi->n_args; a++) free((void *)fi->in[a]);
-    free((void *)fi->in);
-    free(fi->rts);
-}
-
-static milk_status fold_inputs_make(milk_ctx *ctx, const milk_op *op,
-                                    fold_inputs *fi)
-{
-    int total = 0;
-    for (int a = 0; a < op->n_args; a++) total += op->args[a].n;
-    memset(fi, 0, sizeof *fi);
-    fi->n_args = op->n_args;
-    fi->rts = calloc((size_t)total + 1, sizeof *fi->rts);
-    fi->in = calloc((size_t)op->n_args + 1, sizeof *fi->in);
-    if (!fi->rts || !fi->in) return milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
-    for (int a = 0; a < op->n_args; a++) {
-        fi->in[a] = calloc((size_t)op->args[a].n + 1, sizeof **fi->in);
-        if (!fi->in[a]) return milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
-        for (int j = 0; j < op->args[a].n; j++) {
-            const milk_value *v = binding_const(op, a, j);
-            milk_rt *t = &fi->rts[fi->n_rts++];
-            if (milk_rt_store(v->type.dtype) != MILK_DTYPE_INVALID)
-                MILK_TRY(milk_rt_from_value(ctx, t, v));
-            fi->in[a][j] = t;
-        }
-    }
-    return MILK_OK;
-}
-
-/* The kernel's output as a value of the var's declared dtype (fp16
- * rounded, as the runner stores it). */
-static milk_value *rt_to_value(milk_arena *arena, const milk_rt *t,
-                               const milk_tensor_type *type)
-{
-    milk_value *v = milk_value_new_tensor(arena, type, NULL);
-    if (!v) return NULL;
-    void *dst = (void *)v->data.ptr;
-    for (int64_t i = 0; i < t->count; i++) {
-        switch (type->dtype) {
-        case MILK_DTYPE_FP16:
-            ((uint16_t *)dst)[i] = milk_fp32_to_fp16(milk_rt_f32(t)[i]);
-            break;
-        case MILK_DTYPE_FP32: ((float *)dst)[i] = milk_rt_f32(t)[i]; break;
-        case MILK_DTYPE_INT32: ((int32_t *)dst)[i] = milk_rt_i32(t)[i]; break;
-        default: ((uint8_t *)dst)[i] = milk_rt_bool(t)[i]; break;
-        }
-    }
-    return v;
-}
-
 /* Replace op's outputs by consts holding vals, under the same names. */
 static milk_status replace_by_consts(simplify *sp, milk_op *op,
                                      milk_value **vals)
@@ -189,31 +129,14 @@ static milk_status replace_by_consts(simplify *sp, milk_op *op,
  * refuses (the op then stays as it is). */
 static milk_status fold_op(simplify *sp, milk_op *op, bool *done)
 {
-    fold_inputs fi;
-    milk_rt outs[64];
     milk_value *vals[64];
-    int n = op->n_outputs;
-    memset(outs, 0, sizeof outs);
     *done = false;
-    milk_status s = fold_inputs_make(sp->ctx, op, &fi);
-    for (int k = 0; s == MILK_OK && k < n; k++)
-        s = milk_rt_alloc(sp->ctx, &outs[k], &op->outputs[k]->type);
-    if (s == MILK_OK) {
-        milk_eval ec = {sp->ctx, op, MILK_PRECISION_AS_DECLARED,
-                        (const milk_rt *const *const *)fi.in, outs, n};
-        s = milk_ops[op->kind]->eval(&ec);
-        if (s != MILK_OK && s != MILK_ERR_NOMEM) {
-            milk_ctx_clear(sp->ctx); /* not foldable: left to run time */
-            s = MILK_OK;
-            n = -n;
-        }
+    milk_status s = milk_op_fold(sp->ctx, op, sp->p->arena, vals);
+    if (s == MILK_ERR_NOMEM) return s;
+    if (s != MILK_OK) {
+        milk_ctx_clear(sp->ctx); /* not foldable: left to run time */
+        return MILK_OK;
     }
-    for (int k = 0; s == MILK_OK && n > 0 && k < n; k++)
-        if (!(vals[k] = rt_to_value(sp->p->arena, &outs[k], &op->outputs[k]->type)))
-            s = milk_errorf(sp->ctx, MILK_ERR_NOMEM, "out of memory");
-    for (int k = 0; k < op->n_outputs; k++) milk_rt_release(&outs[k]);
-    fold_inputs_free(&fi);
-    if (s != MILK_OK || n <= 0) return s;
     char name[256], type[64];
     snprintf(name, sizeof name, "%s", op->name);
     snprintf(type, sizeof type, "%s", milk_ops[op->kind]->name);

@@ -62,6 +62,13 @@ milk_status milk_eval_ints(const milk_eval *ec, const char *param, int64_t *v,
 milk_status milk_eval_f32(const milk_eval *ec, const char *param, float dflt,
                           float *v);
 
+/* Evaluate op, whose every input is a compile-time constant, with its
+ * reference kernel; vals[k] gets output k as a new tensor value in arena,
+ * in the output's declared dtype (fp16 rounded). Fails (with the kernel's
+ * status) if the op cannot be evaluated; the program is not changed. */
+milk_status milk_op_fold(milk_ctx *ctx, const milk_op *op, milk_arena *arena,
+                         milk_value **vals);
+
 /* Row-major strides of a shape (elements). */
 void milk_strides(const milk_tensor_type *t, int64_t *strides);
 
