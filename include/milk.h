@@ -348,6 +348,18 @@ milk_status milk_runner_run(milk_ctx *ctx, milk_runner *r);
 milk_status milk_runner_read(milk_ctx *ctx, const milk_runner *r,
                              const char *name, milk_dtype as, void *dst,
                              size_t cap);
+/* Write vars of the last run to an .npz at path, keyed by var name: the
+ * n vars in names, or with names NULL every var that has a value (inputs
+ * first, then op outputs in program order). Each is written in the dtype
+ * its declaration implies: fp16 vars as fp16 in as-declared mode (fp32 in
+ * fp32 mode), other floats fp32, integers int32, bools bool. */
+milk_status milk_runner_save_npz(milk_ctx *ctx, const milk_runner *r,
+                                 const char *const *names, int n,
+                                 const char *path);
+/* The function a runner runs, and its precision mode. */
+const milk_function *milk_runner_function(const milk_runner *r);
+milk_precision milk_runner_precision(const milk_runner *r);
+
 /* The type of a kept var (NULL if not kept). */
 const milk_tensor_type *milk_runner_type(const milk_runner *r,
                                          const char *name);
@@ -403,6 +415,7 @@ typedef struct milk_convert_stats {
     uint64_t weight_bytes; /* bytes of constant data, at the declared dtypes */
     int int64_io;          /* graph inputs/outputs changed from int64 to int32 */
     char note[512];        /* names of those inputs/outputs, "" if none */
+    int kept_fp32;         /* ops computing in fp32 because of keep_fp32 */
 } milk_convert_stats;
 
 typedef struct milk_convert_params {
@@ -411,6 +424,18 @@ typedef struct milk_convert_params {
     const milk_input_shape *input_shapes; /* n_input_shapes overrides */
     int n_input_shapes;
     milk_convert_stats *stats;         /* filled on success when not NULL */
+    /* The Core ML defect rules applied to the converted program (see
+     * milk_rules_apply below): the compute units, precision and rule ids
+     * of these options (borrowed for the call); their target is ignored,
+     * the conversion's is used. NULL: all compute units, every rule. */
+    const struct milk_rule_options *rules;
+    /* When not NULL, the rule hits (rewrites, warnings) and the general
+     * simplifications of the conversion are appended to it. */
+    struct milk_rule_report *report;
+    /* Mixed precision: in an fp16 conversion, these ops compute in fp32
+     * (n_keep_fp32 names, borrowed for the call; see milk_onnx_convert). */
+    const char *const *keep_fp32;
+    int n_keep_fp32;
 } milk_convert_params;
 
 /* Convert the ONNX model at `path` to an ML Program (function main).
@@ -427,8 +452,31 @@ typedef struct milk_convert_params {
  * inputs, initializers, node outputs) gets a suffix _0, _1, ... Helper ops
  * a lowering adds get names that no ONNX tensor takes. A tensor that is
  * another tensor unchanged (Identity, Dropout, a Cast to its own type) has
- * no var of its own. The fp16 pass keeps these names (casts it inserts
- * are new vars); for iOS15 the fp32 model outputs keep the output names.
+ * no var of its own, and neither has one that the simplification below
+ * finds unchanged (a Reshape to its own shape, a Transpose with the
+ * identity permutation, a zero Pad, ...): readers use the input's var.
+ * The fp16 pass keeps these names (casts it inserts are new vars); for
+ * iOS15 the fp32 model outputs keep the output names. Defect rewrites
+ * keep the name of the op they replace (helper ops get fresh names).
+ *
+ * After lowering, the program goes through: dead code removal; the fp16
+ * pass (fp16 precision); milk_program_simplify (dead code, folding,
+ * equal constants merged, identity-like ops removed); milk_rules_apply
+ * with params->rules, which rewrites the defect patterns selected for
+ * the compute units (e.g. a 1-D conv_transpose with a bias lifted to 2-D
+ * for the Neural Engine) and fails with MILK_ERR_UNSUPPORTED, naming the
+ * rules and ops, when a selected "refuse" rule matches (a dimension above
+ * 16384 for the GPU or the Neural Engine, ...).
+ *
+ * Mixed precision: each name in keep_fp32 is an ONNX node name, an ONNX
+ * tensor name (the node computing it is meant) or a MIL var name of the
+ * converted program (as `milk verify` prints them; a helper op's var
+ * means the node that emitted it). Every op the node's lowering emitted
+ * then computes in fp32, its weights stay fp32, and casts convert its
+ * fp16 inputs to fp32 and its outputs back to fp16 for fp16 readers; a
+ * model output it computes stays fp32. Names are checked whatever the
+ * precision; an unknown name, or one naming a model input or a constant,
+ * is MILK_ERR_NOT_FOUND (all of them in one message).
  *
  * On failure nothing is returned. Unsupported nodes are all listed in one
  * message (node name, op type, reason) with MILK_ERR_UNSUPPORTED; other

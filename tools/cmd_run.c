@@ -73,19 +73,6 @@ static milk_status set_input(milk_ctx *ctx, milk_runner *r,
     return s;
 }
 
-/* The dtype an output is written in: fp16 vars stay fp16 when emulating the
- * device, integers as int32, bools as bool, everything else fp32. */
-static milk_dtype out_dtype(milk_dtype declared, milk_precision p)
-{
-    if (declared == MILK_DTYPE_FP16)
-        return p == MILK_PRECISION_AS_DECLARED ? MILK_DTYPE_FP16 : MILK_DTYPE_FP32;
-    if (declared == MILK_DTYPE_BOOL) return MILK_DTYPE_BOOL;
-    if (declared == MILK_DTYPE_FP32 || declared == MILK_DTYPE_FP64 ||
-        declared == MILK_DTYPE_BF16)
-        return MILK_DTYPE_FP32;
-    return MILK_DTYPE_INT32;
-}
-
 static void summarize(const char *name, const milk_tensor_type *t,
                       milk_runner *r, milk_ctx *ctx)
 {
@@ -110,50 +97,17 @@ static void summarize(const char *name, const milk_tensor_type *t,
     free(x);
 }
 
-/* Collect the names to write: outputs, or with keep_all every var that has
- * a value, in program order (inputs first). */
-static int collect(const milk_function *fn, const milk_runner *r, int keep_all,
-                   const char **names, int cap)
-{
-    int n = 0;
-    const milk_block *b = milk_function_block(fn);
-    if (!keep_all) {
-        for (int i = 0; i < milk_block_output_count(b) && n < cap; i++)
-            names[n++] = milk_var_name(milk_block_output(b, i));
-        return n;
-    }
-    for (int i = 0; i < milk_function_input_count(fn) && n < cap; i++)
-        names[n++] = milk_var_name(milk_function_input(fn, i));
-    for (int i = 0; i < milk_block_op_count(b); i++) {
-        const milk_op *op = milk_block_op(b, i);
-        for (int k = 0; k < milk_op_output_count(op) && n < cap; k++) {
-            const char *nm = milk_var_name(milk_op_output(op, k));
-            if (milk_runner_type(r, nm)) names[n++] = nm;
-        }
-    }
-    return n;
-}
-
+/* Outputs only, or (--keep-all) every value of the run. */
 static milk_status write_outputs(milk_ctx *ctx, const run_args *a,
                                  const milk_function *fn, milk_runner *r)
 {
-    int cap = 1 << 16;
-    const char **names = malloc((size_t)cap * sizeof *names);
-    milk_array *arrays = calloc((size_t)cap, sizeof *arrays);
-    milk_status s = names && arrays ? MILK_OK : MILK_ERR_NOMEM;
-    int n = s == MILK_OK ? collect(fn, r, a->params.keep_all, names, cap) : 0;
-    for (int i = 0; s == MILK_OK && i < n; i++) {
-        milk_tensor_type t = *milk_runner_type(r, names[i]);
-        t.dtype = out_dtype(t.dtype, a->params.precision);
-        s = milk_array_init(ctx, &t, &arrays[i]);
-        uint64_t nb = 0;
-        milk_dtype_nbytes(t.dtype, milk_tensor_type_count(&t), &nb);
-        if (s == MILK_OK)
-            s = milk_runner_read(ctx, r, names[i], t.dtype, arrays[i].data, (size_t)nb);
-    }
-    if (s == MILK_OK) s = milk_npz_write(ctx, a->output, names, arrays, n);
-    for (int i = 0; i < n; i++) milk_array_release(&arrays[i]);
-    free(arrays);
+    if (a->params.keep_all) return milk_runner_save_npz(ctx, r, NULL, 0, a->output);
+    const milk_block *b = milk_function_block(fn);
+    int n = milk_block_output_count(b);
+    const char **names = malloc(((size_t)n + 1) * sizeof *names);
+    if (!names) return milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < n; i++) names[i] = milk_var_name(milk_block_output(b, i));
+    milk_status s = milk_runner_save_npz(ctx, r, names, n, a->output);
     free(names);
     return s;
 }

@@ -399,6 +399,16 @@ milk_status milk_runner_read(milk_ctx *ctx, const milk_runner *r,
     return MILK_OK;
 }
 
+const milk_function *milk_runner_function(const milk_runner *r)
+{
+    return r->fn;
+}
+
+milk_precision milk_runner_precision(const milk_runner *r)
+{
+    return r->params.precision;
+}
+
 int milk_runner_op_count(const milk_runner *r)
 {
     return r->blk->n_ops;

@@ -5,19 +5,6 @@
 
 #include <stdlib.h>
 
-/* The dtype a value is written in, as `milk run` does: fp16 stays fp16
- * when emulating the device, integers int32, bools bool, floats fp32. */
-static milk_dtype out_dtype(milk_dtype declared, milk_precision p)
-{
-    if (declared == MILK_DTYPE_FP16)
-        return p == MILK_PRECISION_AS_DECLARED ? MILK_DTYPE_FP16 : MILK_DTYPE_FP32;
-    if (declared == MILK_DTYPE_BOOL) return MILK_DTYPE_BOOL;
-    if (declared == MILK_DTYPE_FP32 || declared == MILK_DTYPE_FP64 ||
-        declared == MILK_DTYPE_BF16)
-        return MILK_DTYPE_FP32;
-    return MILK_DTYPE_INT32;
-}
-
 /* sub's input names, then its output names; each must be a var of fn. */
 static milk_status capture_names(milk_ctx *ctx, const milk_function *fn,
                                  const milk_function *fs, const char ***out, int *n)
@@ -40,20 +27,6 @@ static milk_status capture_names(milk_ctx *ctx, const milk_function *fn,
     return MILK_OK;
 }
 
-static milk_status read_all(milk_ctx *ctx, const milk_runner *r, const char *const *names,
-                            int n, milk_precision prec, milk_array *arrays)
-{
-    for (int i = 0; i < n; i++) {
-        milk_tensor_type t = *milk_runner_type(r, names[i]);
-        t.dtype = out_dtype(t.dtype, prec);
-        MILK_TRY(milk_array_init(ctx, &t, &arrays[i]));
-        uint64_t nb = 0;
-        milk_dtype_nbytes(t.dtype, milk_tensor_type_count(&t), &nb);
-        MILK_TRY(milk_runner_read(ctx, r, names[i], t.dtype, arrays[i].data, (size_t)nb));
-    }
-    return MILK_OK;
-}
-
 milk_status milk_extract_capture(milk_ctx *ctx, const milk_program *p,
                                  const milk_program *sub, const char *ref_path,
                                  const milk_verify_params *params,
@@ -71,15 +44,10 @@ milk_status milk_extract_capture(milk_ctx *ctx, const milk_program *p,
     milk_npz z = {0};
     vf_inputs in = {0};
     milk_runner *r = NULL;
-    milk_array *arrays = calloc((size_t)n + 1, sizeof *arrays);
-    milk_status s = arrays ? milk_npz_read(ctx, ref_path, &z)
-                           : milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
+    milk_status s = milk_npz_read(ctx, ref_path, &z);
     if (s == MILK_OK) s = vf_inputs_gather(ctx, fn, &z, ref_path, params, false, NULL, &in);
     if (s == MILK_OK) s = vf_run(ctx, p, &in, params, "run", false, names, n, &r);
-    if (s == MILK_OK) s = read_all(ctx, r, names, n, params->precision, arrays);
-    if (s == MILK_OK) s = milk_npz_write(ctx, out_path, names, arrays, n);
-    for (int i = 0; arrays && i < n; i++) milk_array_release(&arrays[i]);
-    free(arrays);
+    if (s == MILK_OK) s = milk_runner_save_npz(ctx, r, names, n, out_path);
     milk_runner_free(r);
     vf_inputs_release(&in);
     milk_npz_release(&z);
