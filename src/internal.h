@@ -101,6 +101,10 @@ bool milk_dtype_nbytes(milk_dtype d, int64_t n, uint64_t *out);
  * subnormals. */
 uint16_t milk_fp32_to_fp16(float f);
 float milk_fp16_to_fp32(uint16_t h);
+/* The same on arrays, faster (F16C where the CPU has it), same results. */
+void milk_fp32_to_fp16_n(const float *src, uint16_t *dst, size_t n);
+/* x[i] = fp16(x[i]) as fp32: rounding activations to fp16 storage. */
+void milk_round_fp16_n(float *x, size_t n);
 
 /* ---- strings ------------------------------------------------------------ */
 

@@ -4,6 +4,7 @@
  * precision, and counts non-finite and overflowing values per op. */
 #include "run.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -261,24 +262,38 @@ milk_status milk_runner_keep(milk_ctx *ctx, milk_runner *r, const char *name)
 
 /* ---- running ------------------------------------------------------------ */
 
-/* Count non-finite values and, for fp16 vars in as-declared mode, values
- * beyond the fp16 range, then round to fp16. */
+/* Largest finite |value| of x and, if count_over, how many exceed the
+ * fp16 range. */
+static void scan_range(const float *x, int64_t n, bool count_over,
+                       milk_op_stats *st)
+{
+    float top = (float)st->max_abs;
+    int64_t over = 0;
+    for (int64_t i = 0; i < n; i++) {
+        float a = fabsf(x[i]);
+        if (a <= FLT_MAX) { /* finite */
+            top = a > top ? a : top;
+            over += a > FP16_MAX;
+        }
+    }
+    st->max_abs = top;
+    if (count_over) st->n_overflow += over;
+}
+
+/* Record the values' range and, for fp16 vars in as-declared mode, round
+ * them to fp16 (counting those beyond its range first); then count what is
+ * inf or NaN. */
 static void finish_output(milk_runner *r, milk_rt *t, milk_op_stats *st)
 {
     if (t->store != MILK_DTYPE_FP32) return;
     bool round16 = t->type.dtype == MILK_DTYPE_FP16 &&
                    r->params.precision == MILK_PRECISION_AS_DECLARED;
     float *x = milk_rt_f32(t);
+    scan_range(x, t->count, round16, st);
+    if (round16) milk_round_fp16_n(x, (size_t)t->count);
     for (int64_t i = 0; i < t->count; i++) {
-        float v = x[i];
-        if (isfinite(v)) {
-            float a = fabsf(v);
-            if (a > st->max_abs) st->max_abs = a;
-            if (round16 && a > FP16_MAX) st->n_overflow++;
-        }
-        if (round16) x[i] = v = milk_fp16_to_fp32(milk_fp32_to_fp16(v));
-        if (isnan(v)) st->n_nan++;
-        else if (isinf(v)) st->n_inf++;
+        if (isnan(x[i])) st->n_nan++;
+        else if (isinf(x[i])) st->n_inf++;
     }
 }
 

@@ -57,3 +57,60 @@ float milk_fp16_to_fp32(uint16_t h)
     memcpy(&f, &x, 4);
     return f;
 }
+
+/* ---- bulk conversions ------------------------------------------------------
+ * Converting a 1 GB weight to fp16 is most of an fp16 conversion's time, and
+ * the interpreter rounds every fp16 activation, so the bulk paths use the
+ * CPU's F16C instructions when it has them. F16C rounds to nearest even and
+ * keeps subnormals, exactly as milk_fp32_to_fp16 does (NaNs come out quiet
+ * with the same payload bits), so results do not depend on the machine:
+ * tests/unit/test_ir.c checks the two paths agree. */
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+__attribute__((target("avx,f16c"))) static size_t
+f16c_to_half(const float *src, uint16_t *dst, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 x = _mm256_loadu_ps(src + i);
+        _mm_storeu_si128((__m128i *)(dst + i), _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
+    }
+    return i;
+}
+
+__attribute__((target("avx,f16c"))) static size_t
+f16c_round(float *x, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT);
+        _mm256_storeu_ps(x + i, _mm256_cvtph_ps(h));
+    }
+    return i;
+}
+
+static bool has_f16c(void)
+{
+    static int known = -1;
+    if (known < 0) known = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+    return known;
+}
+#else
+static size_t f16c_to_half(const float *src, uint16_t *dst, size_t n) { return 0; }
+static size_t f16c_round(float *x, size_t n) { return 0; }
+static bool has_f16c(void) { return false; }
+#endif
+
+void milk_fp32_to_fp16_n(const float *src, uint16_t *dst, size_t n)
+{
+    size_t i = has_f16c() ? f16c_to_half(src, dst, n) : 0;
+    for (; i < n; i++) dst[i] = milk_fp32_to_fp16(src[i]);
+}
+
+void milk_round_fp16_n(float *x, size_t n)
+{
+    size_t i = has_f16c() ? f16c_round(x, n) : 0;
+    for (; i < n; i++) x[i] = milk_fp16_to_fp32(milk_fp32_to_fp16(x[i]));
+}

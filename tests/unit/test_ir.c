@@ -110,6 +110,42 @@ static void test_fp16(void)
         if (!isnan(f) && milk_fp32_to_fp16(f) != hh) bad++;
     }
     CHECK_EQ_INT(bad, 0);
+    /* the bulk paths (F16C where present) give the scalar path's bits:
+     * edge values, every half-way point between neighbouring halves, and
+     * pseudo-random floats */
+    enum { N = 1 << 16 };
+    static float src[N + 9], rounded[N + 9];
+    static uint16_t got[N + 9];
+    float edges[] = {0.0f, -0.0f, 65504.0f, 65519.99f, 65520.0f, -65520.0f, INFINITY,
+                     -INFINITY, NAN, 5.9604645e-08f, 2.9802322e-08f, 1e-10f, 6.1035156e-05f};
+    uint32_t seed = 1;
+    for (int i = 0; i < N + 9; i++) {
+        uint32_t bits;
+        if (i < (int)(sizeof edges / sizeof edges[0])) {
+            src[i] = edges[i];
+            continue;
+        }
+        if (i % 2) { /* a tie between two halves */
+            float lo = milk_fp16_to_fp32((uint16_t)(i & 0x7bfe));
+            float hi = milk_fp16_to_fp32((uint16_t)((i & 0x7bfe) + 1));
+            src[i] = lo + (hi - lo) / 2;
+            continue;
+        }
+        seed = seed * 1664525u + 1013904223u;
+        bits = seed;
+        memcpy(&src[i], &bits, 4);
+    }
+    milk_fp32_to_fp16_n(src, got, N + 9);
+    memcpy(rounded, src, sizeof src);
+    milk_round_fp16_n(rounded, N + 9);
+    int diff = 0;
+    for (int i = 0; i < N + 9; i++) {
+        uint16_t want = milk_fp32_to_fp16(src[i]);
+        float wr = milk_fp16_to_fp32(want);
+        if (got[i] != want) diff++;
+        if (memcmp(&rounded[i], &wr, 4) != 0 && !(isnan(wr) && isnan(rounded[i]))) diff++;
+    }
+    CHECK_EQ_INT(diff, 0);
 }
 
 /* Passes' editing helpers: insert at a position, redirect uses, DCE. */
