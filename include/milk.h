@@ -719,6 +719,13 @@ typedef struct milk_verify_params {
      * number of ops done and the total; NULL for none. */
     void (*progress)(void *user, const char *stage, int done, int total);
     void *progress_user;
+    /* Two-program mode: n_pairs "A_NAME=B_NAME" (borrowed for the call):
+     * var B_NAME of b is compared with var A_NAME of a, whatever their
+     * names and shapes (another shape is a mismatch). For programs whose
+     * names differ, such as milk's and coremltools' conversions of one
+     * model (ONNX output `y` against coremltools' `var_99`). */
+    const char *const *pairs;
+    int n_pairs;
 } milk_verify_params;
 
 /* The state of a compared var.
@@ -772,8 +779,11 @@ milk_status milk_verify_reference(milk_ctx *ctx, const milk_program *p,
  * same once every "_cast_fp16" (coremltools' fp16 renaming) is removed
  * from both. Namesakes of other shapes are not compared, except model
  * outputs. A model output of b without a namesake in a is paired with
- * a's output at the same position when both have as many outputs. The
- * two programs' inputs must agree in names and shapes. */
+ * a's output at the same position when both have as many outputs (the
+ * report says so: "paired by position"). params->pairs pair vars by name
+ * before all of this; a name in them that is no var of its program (or
+ * a model input of b) is MILK_ERR_NOT_FOUND. The two programs' inputs
+ * must agree in names and shapes. */
 milk_status milk_verify_programs(milk_ctx *ctx, const milk_program *a,
                                  const milk_program *b,
                                  const milk_verify_params *params,
@@ -799,7 +809,10 @@ int milk_verify_seed(const milk_verify *v, uint64_t *seed);
  *    "first_divergence": null or {"row", "op", "type", "var",
  *                                 "suspects": ["op (type)", ...]},
  *    "fp16": [{"op", "type", "op_index", "overflow", "inf", "nan"}],
- *    "unchecked": N, "unmatched_reference": [names]}
+ *    "unchecked": N, "unmatched_reference": [names],
+ *    "paired": [{"var", "ref", "how": "position"|"pair"}]}
+ * ("paired": vars compared with a reference var of another name, other
+ * than by coremltools' "_cast_fp16" renaming.)
  * Infinite numbers (snr_db of equal tensors, errors of non-finite
  * disagreements) are written as null. */
 #define MILK_VERIFY_JSON 1u
@@ -812,6 +825,66 @@ milk_status milk_verify_print(milk_ctx *ctx, const milk_verify *v, FILE *out,
  * and renamed into place. */
 milk_status milk_verify_write_html(milk_ctx *ctx, const milk_verify *v,
                                    const char *path);
+
+/* Mixed precision search: which ops of an ONNX model to keep in fp32 so
+ * that its fp16 conversion matches its fp32 one (`milk verify MODEL.onnx
+ * --precision fp16 --suggest-fp32`).
+ *
+ * Greedy, one op per round. A round converts the model in fp16 with the
+ * set found so far kept in fp32 (cp->keep_fp32 to start with; cp's other
+ * options as given, its precision taken as fp16) and compares it with the
+ * faithful fp32 conversion (every defect rule off) on the same inputs (vp:
+ * given, or seeded random ones, the same in every round). The search
+ * stops when every model output matches. Otherwise it adds one op that
+ * computes in fp16:
+ * 1. the first op, in program order, whose fp16 values overflowed (beyond
+ *    65504, inf or NaN): later overflows usually inherit it;
+ * 2. else the first op that diverges on matching inputs (the comparison's
+ *    first divergence, MILK_VERIFY_DIVERGED); if that op already computes
+ *    in fp32 and still diverges, its fp16 inputs lose what it needs (an
+ *    x + 1000 - 1000 cancellation): the op feeding it with the largest
+ *    error, through unchecked and fp32 ops;
+ * 3. else the op that adds the most error: the max relative error of its
+ *    output minus the largest of its inputs' (an unchecked input carries
+ *    the largest error upstream of it).
+ * An op is named by the var of its comparison row: a MIL var name, which
+ * --keep-fp32 takes (the converter then keeps the whole ONNX node that
+ * emitted it). Once the outputs match, each op the search added is tried
+ * without (the last added first) and dropped if the outputs still match:
+ * no single op of the result can be removed, though a smaller set may
+ * exist. At most MILK_SUGGEST_MAX_OPS ops are added. */
+#define MILK_SUGGEST_MAX_OPS 32
+
+typedef struct milk_suggest_step {
+    const char *name;     /* the var whose op was added */
+    const char *op_type;
+    const char *why;      /* "fp16 overflow: ..." or "adds the most error: ..." */
+    double before, after; /* worst max relative error of the model outputs
+                             before and after adding it */
+    int dropped;          /* 1: removed again at the end (not needed) */
+} milk_suggest_step;
+
+typedef struct milk_suggest milk_suggest; /* the result of a search */
+
+/* Search for the ONNX model at path. cp and vp may be NULL (defaults);
+ * their arrays are borrowed for the call. Fails as milk_onnx_convert and
+ * milk_verify_programs do; not finding a set is not a failure (read
+ * milk_suggest_found). */
+milk_status milk_onnx_suggest_fp32(milk_ctx *ctx, const char *path,
+                                   const milk_convert_params *cp,
+                                   const milk_verify_params *vp,
+                                   milk_suggest **out);
+void milk_suggest_free(milk_suggest *s);
+/* The comparison of the first round (cp's own set): the fp16 audit. */
+const milk_verify *milk_suggest_initial(const milk_suggest *s);
+int milk_suggest_step_count(const milk_suggest *s);
+const milk_suggest_step *milk_suggest_step_at(const milk_suggest *s, int i);
+/* 1 if the model outputs match with the set (which may be empty). */
+int milk_suggest_found(const milk_suggest *s);
+/* The set as --keep-fp32 takes it: "a,b" (cp's names first), "" if empty. */
+const char *milk_suggest_names(const milk_suggest *s);
+/* Conversions and comparisons run. */
+int milk_suggest_rounds(const milk_suggest *s);
 
 /* Cutting a program into a standalone repro.
  *

@@ -13,6 +13,9 @@ int cli_usage(const char *usage, const char *fmt, ...);
 /* True if argv[*i] is `name`; then *val is the next argument (error if
  * missing) and *i advances. Also accepts `name=value`. */
 int cli_opt(int argc, char **argv, int *i, const char *name, const char **val);
+/* Split "a,b,c" in place (commas become NULs) and append the non-empty
+ * names to names[*n..max-1]; -1 if they do not fit (cmd_convert.c). */
+int cli_split_names(char *list, const char **names, int *n, int max);
 
 int cmd_dump(milk_ctx *ctx, int argc, char **argv);
 int cmd_run(milk_ctx *ctx, int argc, char **argv);

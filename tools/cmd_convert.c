@@ -1,6 +1,7 @@
 /* cmd_convert.c: `milk convert`: ONNX to a Core ML ML Program package,
- * with a summary of what the conversion did; `--list-ops` prints the
- * lowering table. */
+ * with a summary of what the conversion did (the defect rules applied for
+ * the compute units, with the ops they touched, and their warnings; the
+ * ops kept in fp32); `--list-ops` prints the lowering table. */
 #include "cli.h"
 
 #include <stdbool.h>
@@ -11,21 +12,74 @@
 static const char *convert_usage =
     "milk convert IN.onnx -o OUT.mlpackage [--target ios15|ios16|ios17|ios18]\n"
     "       [--precision fp16|fp32] [--input-shape NAME=d0,d1,... ...]\n"
+    "       [--compute-units all|cpu_only|cpu_and_gpu|cpu_and_ne]\n"
+    "       [--disable-rule ID|all ...] [--enable-rule ID ...] [--keep-fp32 NAME,... ...]\n"
     "       milk convert --list-ops";
 
 #define MAX_SHAPES 64
+#define MAX_IDS 64
+#define MAX_KEEP 1024
 
 typedef struct convert_args {
     const char *in, *out;
     bool list_ops;
     milk_input_shape shapes[MAX_SHAPES];
+    const char *enable[MAX_IDS], *disable[MAX_IDS];
+    const char *keep[MAX_KEEP];
+    milk_rule_options rules;
     milk_convert_params params;
 } convert_args;
+
+int cli_split_names(char *list, const char **names, int *n, int max)
+{
+    for (char *p = list, *end; p; p = end ? end + 1 : NULL) {
+        end = strchr(p, ',');
+        if (end) *end = 0;
+        if (!*p) continue; /* "a,,b" and a trailing comma */
+        if (*n == max) return -1;
+        names[(*n)++] = p;
+    }
+    return 0;
+}
+
+static int add_id(const char **ids, int *n, const char *v, const char *opt)
+{
+    if (!v) return cli_usage(convert_usage, "%s takes a rule id", opt);
+    if (*n == MAX_IDS) return cli_usage(convert_usage, "too many %s options", opt);
+    ids[(*n)++] = v;
+    return 0;
+}
+
+/* The options about rules and mixed precision; 1 if argv[*i] was one. */
+static int parse_deploy(int argc, char **argv, int *i, convert_args *a, int *rc)
+{
+    const char *v;
+    *rc = 0;
+    if (cli_opt(argc, argv, i, "--compute-units", &v)) {
+        a->rules.units = milk_compute_units_from_name(v);
+        if (a->rules.units == MILK_UNITS_INVALID)
+            *rc = cli_usage(convert_usage, "--compute-units is all, cpu_only, "
+                                           "cpu_and_gpu or cpu_and_ne");
+    } else if (cli_opt(argc, argv, i, "--disable-rule", &v)) {
+        *rc = add_id(a->disable, &a->rules.n_disable, v, "--disable-rule");
+    } else if (cli_opt(argc, argv, i, "--enable-rule", &v)) {
+        *rc = add_id(a->enable, &a->rules.n_enable, v, "--enable-rule");
+    } else if (cli_opt(argc, argv, i, "--keep-fp32", &v)) {
+        /* argv's strings are ours to modify (C11 5.1.2.2.1) */
+        if (!v || cli_split_names((char *)v, a->keep, &a->params.n_keep_fp32, MAX_KEEP))
+            *rc = cli_usage(convert_usage, "--keep-fp32 takes NAME,... (at most %d)",
+                            MAX_KEEP);
+    } else {
+        return 0;
+    }
+    return 1;
+}
 
 static int parse_option(milk_ctx *ctx, int argc, char **argv, int *i,
                         convert_args *a)
 {
     const char *v;
+    int rc;
     if (cli_opt(argc, argv, i, "-o", &v) || cli_opt(argc, argv, i, "--output", &v)) {
         if (!v) return cli_usage(convert_usage, "-o takes a package path");
         a->out = v;
@@ -43,6 +97,8 @@ static int parse_option(milk_ctx *ctx, int argc, char **argv, int *i,
         if (milk_input_shape_parse(ctx, v, s) != MILK_OK)
             return cli_usage(convert_usage, "%s", milk_ctx_error(ctx));
         a->params.n_input_shapes++;
+    } else if (parse_deploy(argc, argv, i, a, &rc)) {
+        return rc;
     } else {
         return cli_usage(convert_usage, "convert: unexpected argument '%s'", argv[*i]);
     }
@@ -53,6 +109,10 @@ static int parse_args(milk_ctx *ctx, int argc, char **argv, convert_args *a)
 {
     memset(a, 0, sizeof *a);
     a->params.input_shapes = a->shapes;
+    a->params.keep_fp32 = a->keep;
+    a->params.rules = &a->rules;
+    a->rules.enable = a->enable;
+    a->rules.disable = a->disable;
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--list-ops") == 0) {
             a->list_ops = true;
@@ -99,8 +159,67 @@ static void print_op_counts(const milk_program *p)
     printf("%s\n", nt ? ")" : "");
 }
 
+/* ---- the rules and passes applied ------------------------------------------------ */
+
+/* One line per rule hit: rewrites with the ops they touched, warnings. */
+static void print_rule_hit(const milk_rule_hit *h)
+{
+    const char *what = h->fixed ? "fixed" : milk_rule_severity_name(h->rule->severity);
+    printf("    %-8s %-20s %s%s%s(%s): %s\n", what, h->pass, h->op[0] ? "op '" : "", h->op,
+           h->op[0] ? "' " : "", h->op_type, h->detail);
+    if (h->fixed && h->touched[0]) printf("             rewrite: %s\n", h->touched);
+    if (!h->fixed) printf("             fix: %s\n", h->rule->fix);
+}
+
+/* What the general passes did (dead code removal aside). */
+static void print_simplified(const milk_rule_report *r)
+{
+    static const char *const passes[] = {"identity", "fold", "dedup"};
+    static const char *const what[] = {"identity-like ops removed", "ops folded",
+                                       "constants merged with an equal one"};
+    int shown = 0;
+    for (size_t k = 0; k < sizeof passes / sizeof passes[0]; k++) {
+        int n = 0;
+        for (int i = 0; i < milk_rule_report_count(r); i++) {
+            const milk_rule_hit *h = milk_rule_report_at(r, i);
+            n += !h->rule && strcmp(h->pass, passes[k]) == 0;
+        }
+        if (n) printf("%s%d %s", shown++ ? ", " : "  simplified:     ", n, what[k]);
+    }
+    if (shown) printf("\n");
+}
+
+static void print_rules(const convert_args *a, const milk_rule_report *r)
+{
+    int fixed = 0, warned = 0;
+    for (int i = 0; i < milk_rule_report_count(r); i++) {
+        const milk_rule_hit *h = milk_rule_report_at(r, i);
+        if (h->rule) *(h->fixed ? &fixed : &warned) += 1;
+    }
+    printf("  rules:          compute units %s: %d rewrite%s, %d warning%s\n",
+           milk_compute_units_name(a->rules.units), fixed, fixed == 1 ? "" : "s", warned,
+           warned == 1 ? "" : "s");
+    for (int i = 0; i < milk_rule_report_count(r); i++)
+        if (milk_rule_report_at(r, i)->rule) print_rule_hit(milk_rule_report_at(r, i));
+    print_simplified(r);
+}
+
+static void print_kept(const convert_args *a, const milk_convert_stats *st)
+{
+    if (!a->params.n_keep_fp32) return;
+    if (a->params.precision == MILK_CONVERT_FP32) {
+        printf("  kept fp32:      (every op: --precision fp32)\n");
+        return;
+    }
+    printf("  kept fp32:      %d op%s, for", st->kept_fp32, st->kept_fp32 == 1 ? "" : "s");
+    for (int i = 0; i < a->params.n_keep_fp32; i++)
+        printf("%s %s", i ? "," : "", a->keep[i]);
+    printf("\n");
+}
+
 static void summarize(const convert_args *a, const milk_program *p,
-                      const milk_convert_stats *st, double seconds)
+                      const milk_convert_stats *st, const milk_rule_report *r,
+                      double seconds)
 {
     milk_target t = milk_program_target(p);
     printf("converted %s -> %s (%s, %s)\n", a->in, a->out, milk_target_name(t),
@@ -115,6 +234,8 @@ static void summarize(const convert_args *a, const milk_program *p,
            (unsigned long long)st->weight_bytes, (double)st->weight_bytes / 1e6);
     if (st->int64_io)
         printf("  note: int64 became int32 (MIL has no int64): %s\n", st->note);
+    print_kept(a, st);
+    print_rules(a, r);
     printf("  time:           %.3f s\n", seconds);
 }
 
@@ -136,11 +257,15 @@ int cmd_convert(milk_ctx *ctx, int argc, char **argv)
     }
     milk_convert_stats st;
     milk_program *p = NULL;
+    milk_rule_report *r = NULL;
     a.params.stats = &st;
     double t0 = now();
-    milk_status s = milk_onnx_convert(ctx, a.in, &a.params, &p);
+    milk_status s = milk_rule_report_create(ctx, &r);
+    a.params.report = r;
+    if (s == MILK_OK) s = milk_onnx_convert(ctx, a.in, &a.params, &p);
     if (s == MILK_OK) s = milk_program_save(ctx, p, a.out);
-    if (s == MILK_OK) summarize(&a, p, &st, now() - t0);
+    if (s == MILK_OK) summarize(&a, p, &st, r, now() - t0);
+    milk_rule_report_free(r);
     milk_program_free(p);
     return s == MILK_OK ? 0 : cli_fail(ctx, s);
 }

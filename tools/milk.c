@@ -76,6 +76,8 @@ static const struct {
     {"convert", cmd_convert,
      "convert IN.onnx -o OUT.mlpackage [--target ios15|ios16|ios17|ios18]\n"
      "      [--precision fp16|fp32] [--input-shape NAME=d0,d1,... ...] [--list-ops]\n"
+     "      [--compute-units all|cpu_only|cpu_and_gpu|cpu_and_ne] [--disable-rule ID|all]\n"
+     "      [--enable-rule ID] [--keep-fp32 NAME,...]\n"
      "      convert an ONNX model to a Core ML ML Program package"},
     {"run", cmd_run, "run PKG --input NAME=FILE.npy ... --output OUT.npz\n"
                      "      [--precision as-declared|fp32] [--keep-all] [--reference]\n"
@@ -84,6 +86,9 @@ static const struct {
                            "      verify A.mlpackage B.mlpackage [--input ...] [--seed N]\n"
                            "      verify MODEL.onnx [--target T] [--precision fp16|fp32] "
                            "[--input ...]\n"
+                           "        [--compute-units U] [--keep-fp32 NAME,...] "
+                           "[--suggest-fp32]\n"
+                           "      (two packages: [--pair A_NAME=B_NAME ...])\n"
                            "      [--atol A] [--rtol R] [--precision as-declared|fp32]\n"
                            "      [--json] [--report FILE.html]\n"
                            "      compare every value with a reference; name the first "

@@ -2,9 +2,12 @@
  * model, reserves a MIL name for every tensor, declares the graph inputs
  * with static shapes, lowers the nodes in order through the lowering table
  * (lower.def), collecting every node it cannot lower into one error, sets
- * the outputs, and runs the passes (dead code, fp16). */
+ * the outputs, and runs the passes: dead code, fp16 (with the ops kept in
+ * fp32), the general simplifications, and the Core ML defect rules for
+ * the compute units asked for. */
 #include "convert.h"
 #include "../passes/passes.h"
+#include "../passes/rules.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -319,8 +322,12 @@ static milk_status lower_nodes(milk_cv *c)
             s = node_failed(c, n);
             continue;
         }
+        int before = c->b->n_ops;
         milk_status ns = lower_one(c, n);
-        if (ns == MILK_OK) continue;
+        if (ns == MILK_OK) {
+            s = milk_cv_origin_record(c, before, i);
+            continue;
+        }
         if (ns == MILK_ERR_NOMEM) {
             s = ns;
             break;
@@ -396,12 +403,32 @@ static milk_status check_io_dtypes(milk_cv *c)
     return MILK_OK;
 }
 
-static void stats_fill(milk_cv *c, milk_convert_stats *st)
+/* The ops of keep still in the program (simplification may remove some). */
+static int count_kept(milk_cv *c, const milk_convert_params *p, milk_op **keep,
+                      int n_keep)
+{
+    int n = 0;
+    for (int i = 0; p->precision == MILK_CONVERT_FP16 && i < n_keep; i++)
+        n += keep[i]->block != NULL && milk_block_index_of(keep[i]->block, keep[i]) >= 0;
+    return n;
+}
+
+static int count_pass(const milk_rule_report *r, const char *pass)
+{
+    int n = 0;
+    for (int i = 0; i < milk_rule_report_count(r); i++) {
+        const milk_rule_hit *h = milk_rule_report_at(r, i);
+        n += !h->rule && strcmp(h->pass, pass) == 0;
+    }
+    return n;
+}
+
+static void stats_fill(milk_cv *c, milk_convert_stats *st, const milk_rule_report *r)
 {
     memset(st, 0, sizeof *st);
     st->onnx_nodes = c->m->graph.n_nodes;
     st->onnx_opset = c->opset;
-    st->folded = c->n_folded;
+    st->folded = c->n_folded + count_pass(r, "fold");
     st->int64_io = c->n_int64_io;
     snprintf(st->note, sizeof st->note, "%s", c->note);
     for (int i = 0; i < c->b->n_ops; i++) {
@@ -416,8 +443,68 @@ static void stats_fill(milk_cv *c, milk_convert_stats *st)
     }
 }
 
+/* ---- passes ---------------------------------------------------------------------- */
+
+/* The fix of every refuse rule that matched, once each, after the message. */
+static milk_status refused(milk_cv *c, const milk_rule_options *o,
+                           const milk_rule_report *r)
+{
+    char fixes[1024] = "";
+    size_t k = 0;
+    for (int i = 0; i < milk_rule_report_count(r) && k < sizeof fixes; i++) {
+        const milk_rule_hit *h = milk_rule_report_at(r, i), *e = NULL;
+        if (!h->rule || h->fixed || h->rule->action != MILK_RULE_REFUSE) continue;
+        for (int j = 0; j < i && !e; j++)
+            if (milk_rule_report_at(r, j)->rule == h->rule) e = milk_rule_report_at(r, j);
+        if (!e)
+            k += (size_t)snprintf(fixes + k, sizeof fixes - k, "; fix for %s: %s",
+                                  h->pass, h->rule->fix);
+    }
+    char msg[2048];
+    snprintf(msg, sizeof msg, "%s", milk_ctx_error(c->ctx));
+    return milk_errorf(c->ctx, MILK_ERR_UNSUPPORTED, "%s: Core ML refuses the converted "
+                       "program for target %s, compute units %s: %s%s", c->file,
+                       milk_target_name(o->target), milk_compute_units_name(o->units),
+                       msg, fixes);
+}
+
+/* The defect rules for the target and compute units: rewrites, warnings,
+ * refusals (milk_rules_apply). */
+static milk_status apply_rules(milk_cv *c, const milk_convert_params *p,
+                               milk_rule_report *r)
+{
+    milk_rule_options o = {0};
+    if (p->rules) o = *p->rules;
+    o.target = c->p->target;
+    milk_status s = milk_rules_apply(c->ctx, c->p, &o, r);
+    if (s == MILK_ERR_UNSUPPORTED && milk_rule_report_unfixed(r, MILK_SEVERITY_ERROR))
+        return refused(c, &o, r);
+    if (s != MILK_OK) return milk_error_prefix(c->ctx, "%s", c->file);
+    return MILK_OK;
+}
+
+static milk_status run_passes(milk_cv *c, const milk_convert_params *p,
+                              milk_op **keep, int n_keep, milk_rule_report *r)
+{
+    MILK_TRY(milk_pass_dce(c->ctx, c->fn));
+    if (p->precision == MILK_CONVERT_FP16)
+        MILK_TRY(milk_pass_fp16_mixed(c->ctx, c->p, keep, n_keep));
+    /* dead code (replaced consts, unused casts), identity-like ops, equal
+     * constants, and what became constant */
+    milk_status s = milk_program_simplify(c->ctx, c->p, MILK_SIMPLIFY_ALL, r);
+    if (s != MILK_OK) return milk_error_prefix(c->ctx, "%s", c->file);
+    MILK_TRY(apply_rules(c, p, r));
+    MILK_TRY(check_io_dtypes(c));
+    s = milk_program_check(c->ctx, c->p);
+    if (s != MILK_OK)
+        return milk_error_prefix(c->ctx, "%s: the converted program fails its "
+                                 "check (a converter bug)", c->file);
+    return MILK_OK;
+}
+
+/* Lower, then run the passes; hits go to r. */
 static milk_status convert(milk_cv *c, const milk_convert_params *p,
-                           milk_target target)
+                           milk_target target, milk_rule_report *r)
 {
     MILK_TRY(check_opset(c));
     MILK_TRY(milk_program_create(c->ctx, target, &c->p));
@@ -431,18 +518,56 @@ static milk_status convert(milk_cv *c, const milk_convert_params *p,
         s = add_output(c, &c->m->graph.outputs[i]);
         if (s != MILK_OK) return milk_error_prefix(c->ctx, "%s", c->file);
     }
-    MILK_TRY(milk_pass_dce(c->ctx, c->fn));
-    if (p->precision == MILK_CONVERT_FP16) {
-        MILK_TRY(milk_pass_fp16(c->ctx, c->p));
-        MILK_TRY(milk_pass_dce(c->ctx, c->fn));
+    milk_op **keep = NULL;
+    int n_keep = 0;
+    MILK_TRY(milk_cv_keep_resolve(c, p->keep_fp32, p->n_keep_fp32, &keep, &n_keep));
+    s = run_passes(c, p, keep, n_keep, r);
+    if (s == MILK_OK && p->stats) {
+        stats_fill(c, p->stats, r);
+        p->stats->kept_fp32 = count_kept(c, p, keep, n_keep);
     }
-    MILK_TRY(check_io_dtypes(c));
-    s = milk_program_check(c->ctx, c->p);
-    if (s != MILK_OK)
-        return milk_error_prefix(c->ctx, "%s: the converted program fails its "
-                                 "check (a converter bug)", c->file);
-    if (p->stats) stats_fill(c, p->stats);
+    free(keep);
+    return s;
+}
+
+/* Append the hits of `from` to `to` (the caller's report). */
+static milk_status copy_hits(milk_ctx *ctx, const milk_rule_report *from,
+                             milk_rule_report *to)
+{
+    for (int i = 0; to && i < milk_rule_report_count(from); i++) {
+        const milk_rule_hit *h = milk_rule_report_at(from, i);
+        MILK_TRY(milk_rule_report_add(ctx, to, h->rule, h->pass, h->function, h->op,
+                                      h->op_type, h->detail, h->fixed, h->touched));
+    }
     return MILK_OK;
+}
+
+static milk_status check_ids(milk_ctx *ctx, const char *const *ids, int n,
+                             const char *opt)
+{
+    if (n < 0 || (n && !ids))
+        return milk_errorf(ctx, MILK_ERR_INVALID_ARG, "bad %s list", opt);
+    for (int i = 0; i < n; i++)
+        if (!ids[i] || (!milk_rule_find(ids[i]) &&
+                        !(strcmp(opt, "--disable-rule") == 0 && strcmp(ids[i], "all") == 0)))
+            return milk_errorf(ctx, MILK_ERR_INVALID_ARG, "%s: unknown rule id '%s' "
+                               "(milk lint --list-rules lists them)", opt,
+                               ids[i] ? ids[i] : "(null)");
+    return MILK_OK;
+}
+
+/* Checked before the model is read, so that a typo fails at once. */
+static milk_status check_rule_options(milk_ctx *ctx, const milk_rule_options *o)
+{
+    if (!milk_compute_units_name(o->units))
+        return milk_errorf(ctx, MILK_ERR_INVALID_ARG, "unknown compute units %d",
+                           (int)o->units);
+    if (o->precision != MILK_RULE_PRECISION_AS_DECLARED &&
+        o->precision != MILK_RULE_PRECISION_FP16)
+        return milk_errorf(ctx, MILK_ERR_INVALID_ARG, "unknown rule precision %d",
+                           (int)o->precision);
+    MILK_TRY(check_ids(ctx, o->enable, o->n_enable, "--enable-rule"));
+    return check_ids(ctx, o->disable, o->n_disable, "--disable-rule");
 }
 
 static milk_status check_params(milk_ctx *ctx, const milk_convert_params *p,
@@ -457,6 +582,12 @@ static milk_status check_params(milk_ctx *ctx, const milk_convert_params *p,
                            (int)p->precision);
     if (p->n_input_shapes < 0 || (p->n_input_shapes && !p->input_shapes))
         return milk_errorf(ctx, MILK_ERR_INVALID_ARG, "bad input shape list");
+    if (p->n_keep_fp32 < 0 || (p->n_keep_fp32 && !p->keep_fp32))
+        return milk_errorf(ctx, MILK_ERR_INVALID_ARG, "bad --keep-fp32 list");
+    for (int i = 0; i < p->n_keep_fp32; i++)
+        if (!p->keep_fp32[i] || !p->keep_fp32[i][0])
+            return milk_errorf(ctx, MILK_ERR_INVALID_ARG, "--keep-fp32: empty name");
+    if (p->rules) MILK_TRY(check_rule_options(ctx, p->rules));
     for (int i = 0; i < p->n_input_shapes; i++) {
         const milk_input_shape *s = &p->input_shapes[i];
         if (s->rank < 1 || s->rank > MILK_MAX_RANK)
@@ -483,8 +614,16 @@ milk_status milk_onnx_convert(milk_ctx *ctx, const char *path,
     milk_onnx_model *m;
     MILK_TRY(milk_onnx_load(ctx, path, &m));
     milk_cv c = {.ctx = ctx, .m = m, .file = path, .a = milk_arena_create()};
-    milk_status s = c.a ? convert(&c, params, target)
+    milk_rule_report *r = NULL;
+    milk_status s = c.a ? milk_rule_report_create(ctx, &r)
                         : milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
+    if (s == MILK_OK) s = convert(&c, params, target, r);
+    /* the hits are the caller's also when a refusal failed the conversion */
+    if (r && params->report) {
+        milk_status cs = copy_hits(ctx, r, params->report);
+        if (cs != MILK_OK) s = cs;
+    }
+    milk_rule_report_free(r);
     milk_strmap_free(&c.by_onnx);
     milk_strmap_free(&c.taken);
     milk_arena_free(c.a);

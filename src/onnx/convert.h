@@ -72,6 +72,8 @@ typedef struct milk_cv {
     int n_folded;                /* ops folded into consts */
     int n_int64_io;              /* int64 graph inputs/outputs made int32 */
     char note[512];              /* their names, for the summary */
+    struct milk_cv_origin *origins; /* the node that emitted each op */
+    int n_origins, cap_origins;
 } milk_cv;
 
 /* ---- names (convert_names.c) --------------------------------------------- */
@@ -208,6 +210,24 @@ milk_status milk_cv_const(milk_cv *c, const char *name,
  * (convert_fold.c): when every input is a constant and the op and its
  * outputs are small, its outputs become consts (keeping their vars). */
 milk_status milk_cv_fold(milk_cv *c, milk_op *op);
+
+/* ---- mixed precision (convert_keep.c) ------------------------------------------ */
+
+/* A non-const op and the index of the ONNX node whose lowering emitted it. */
+typedef struct milk_cv_origin {
+    milk_op *op;
+    int node;
+} milk_cv_origin;
+
+/* Record the non-const ops at c->b->ops[from..] as emitted by node `node`
+ * (called by the driver after each node). */
+milk_status milk_cv_origin_record(milk_cv *c, int from, int node);
+/* The ops that the n keep_fp32 names designate (see milk_onnx_convert in
+ * milk.h), each once, into *out (malloc'd; NULL when none) and *n_out.
+ * Unknown names are listed all at once (MILK_ERR_NOT_FOUND). Call before
+ * any pass renames or removes vars. */
+milk_status milk_cv_keep_resolve(milk_cv *c, const char *const *names, int n,
+                                 milk_op ***out, int *n_out);
 
 /* ---- the lowering table (lower.def) ----------------------------------------- */
 

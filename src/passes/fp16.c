@@ -2,7 +2,10 @@
  * rebuilt in order: each const is converted, each op gets the fp16
  * version of its float inputs and is re-typed by its type inference;
  * casts and fp32 copies of consts are created where an op needs the other
- * precision, once per var, just before their first reader. */
+ * precision, once per var, just before their first reader. Ops the
+ * caller keeps in fp32 (mixed precision) get the fp32 version of every
+ * input instead, as coremltools' op_selector of FP16ComputePrecision
+ * does for the ops it declines. */
 #include "passes.h"
 #include "../ops/op.h"
 
@@ -20,6 +23,8 @@ typedef struct fp16_pass {
     int cap;
     milk_var **twin;          /* by var id: the same value in the other precision */
     const milk_value **orig;  /* by var id: a converted const's fp32 value */
+    milk_op **keep;           /* ops kept in fp32, sorted by address */
+    int n_keep;
 } fp16_pass;
 
 static milk_status nomem(fp16_pass *ps)
@@ -219,6 +224,28 @@ static int binding_count(const milk_op *op)
     return n;
 }
 
+static int cmp_ptr(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)*(milk_op *const *)a, y = (uintptr_t)*(milk_op *const *)b;
+    return x < y ? -1 : x > y;
+}
+
+static bool kept(const fp16_pass *ps, const milk_op *op)
+{
+    return ps->n_keep &&
+           bsearch(&op, ps->keep, (size_t)ps->n_keep, sizeof *ps->keep, cmp_ptr);
+}
+
+/* A kept op: fp32 inputs, fp32 outputs; a cast keeps its own dtype. */
+static milk_status retype_kept(fp16_pass *ps, milk_op *op, milk_var **saved)
+{
+    milk_status s = attempt(ps, op, saved, ALL_FP32);
+    if (s != MILK_OK)
+        return milk_error_prefix(ps->ctx, "op '%s' (%s) kept in fp32", op->name,
+                                 milk_ops[op->kind]->name);
+    return milk_block_append(ps->ctx, ps->b, op);
+}
+
 static milk_status retype_op(fp16_pass *ps, milk_op *op)
 {
     int n = binding_count(op), k = 0;
@@ -226,6 +253,11 @@ static milk_status retype_op(fp16_pass *ps, milk_op *op)
     if (!saved) return nomem(ps);
     for (int a = 0; a < op->n_args; a++)
         for (int j = 0; j < op->args[a].n; j++) saved[k++] = op->args[a].b[j].var;
+    if (kept(ps, op)) {
+        milk_status ks = retype_kept(ps, op, saved);
+        free(saved);
+        return ks;
+    }
     milk_status s = retarget_cast(ps, op);
     if (s == MILK_OK && attempt(ps, op, saved, ALL_FP16) != MILK_OK &&
         attempt(ps, op, saved, CONSTS_FP32) != MILK_OK) {
@@ -290,15 +322,28 @@ static milk_status run_function(fp16_pass *ps)
     return s;
 }
 
-milk_status milk_pass_fp16(milk_ctx *ctx, milk_program *p)
+milk_status milk_pass_fp16_mixed(milk_ctx *ctx, milk_program *p,
+                                 milk_op *const *keep, int n_keep)
 {
+    milk_op **sorted = malloc((size_t)(n_keep > 0 ? n_keep : 1) * sizeof *sorted);
+    if (!sorted) return milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
+    if (n_keep > 0) {
+        memcpy(sorted, keep, (size_t)n_keep * sizeof *sorted);
+        qsort(sorted, (size_t)n_keep, sizeof *sorted, cmp_ptr);
+    }
     milk_status s = MILK_OK;
     for (int i = 0; s == MILK_OK && i < p->n_functions; i++) {
         fp16_pass ps = {ctx, p->functions[i], p->functions[i]->block, p->arena,
-                        0, NULL, NULL};
+                        0, NULL, NULL, sorted, n_keep > 0 ? n_keep : 0};
         s = run_function(&ps);
         free(ps.twin);
         free((void *)ps.orig);
     }
+    free(sorted);
     return s;
+}
+
+milk_status milk_pass_fp16(milk_ctx *ctx, milk_program *p)
+{
+    return milk_pass_fp16_mixed(ctx, p, NULL, 0);
 }

@@ -161,9 +161,11 @@ static milk_status pass_fold(simplify *sp)
 
 /* ---- dedup ---------------------------------------------------------------------------- */
 
-/* Constants larger than this are merged only when they are the same
- * range of the same file (reading them all would cost more than it
- * saves). */
+/* Constants whose data is still in a file (weights) are merged only when
+ * they are the same range of the same file: reading every weight to hash
+ * it would make conversion cost a second pass over the model, for a saving
+ * that real models rarely offer. In-memory constants up to this size are
+ * compared by value. */
 #define DEDUP_MAX_BYTES ((uint64_t)64 << 20)
 
 typedef struct const_key {
@@ -216,7 +218,9 @@ static milk_status key_of(milk_ctx *ctx, milk_op *op, const_key *k)
         k->hashed = true;
         return MILK_OK;
     }
-    if (!milk_value_nbytes(v, &k->nbytes) || k->nbytes > DEDUP_MAX_BYTES) return MILK_OK;
+    if (v->data.kind == MILK_DATA_FILE || !milk_value_nbytes(v, &k->nbytes) ||
+        k->nbytes > DEDUP_MAX_BYTES)
+        return MILK_OK;
     MILK_TRY(milk_value_stream(ctx, v, 1 << 20, hash_chunk, &k->hash));
     k->hashed = true;
     return MILK_OK;

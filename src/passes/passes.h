@@ -24,4 +24,12 @@ milk_status milk_pass_dce(milk_ctx *ctx, milk_function *f);
  * consts and unused casts are left in place. */
 milk_status milk_pass_fp16(milk_ctx *ctx, milk_program *p);
 
+/* As milk_pass_fp16, but the n_keep ops of keep (mixed precision) stay in
+ * fp32: their float inputs are bound to fp32 (a cast of an fp16 value,
+ * the fp32 data of a converted const) and their outputs stay fp32, cast
+ * to fp16 for the fp16 ops reading them; a model output they compute
+ * stays fp32. keep is borrowed for the call; ops not in p are ignored. */
+milk_status milk_pass_fp16_mixed(milk_ctx *ctx, milk_program *p,
+                                 milk_op *const *keep, int n_keep);
+
 #endif /* MILK_PASSES_H */

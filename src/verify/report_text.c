@@ -163,6 +163,12 @@ static void print_summary(const milk_verify *v, FILE *out)
                 f->op, f->op_type, (long long)f->n_overflow, (long long)f->n_inf,
                 (long long)f->n_nan);
     }
+    for (int i = 0; i < v->n_paired; i++)
+        fprintf(out, "paired: '%s' compared with '%s' of %s (%s)\n", v->paired[i].var,
+                v->paired[i].ref, v->ref_label,
+                strcmp(v->paired[i].how, "position") == 0
+                    ? "model outputs paired by position: their names differ"
+                    : "--pair");
     if (v->n_unmatched) {
         fprintf(out, "note: %d tensor%s of %s match%s no var:", v->n_unmatched,
                 v->n_unmatched > 1 ? "s" : "", v->ref_label, v->n_unmatched > 1 ? "" : "es");
@@ -279,6 +285,15 @@ static cJSON *json_result(const milk_verify *v)
     cJSON_AddNumberToObject(o, "unchecked", v->n_unchecked);
     cJSON_AddItemToObject(o, "unmatched_reference",
                           str_array(v->unmatched, v->n_unmatched));
+    cJSON *paired = cJSON_AddArrayToObject(o, "paired");
+    for (int i = 0; paired && i < v->n_paired; i++) {
+        cJSON *p = cJSON_CreateObject();
+        if (!p) continue;
+        cJSON_AddStringToObject(p, "var", v->paired[i].var);
+        cJSON_AddStringToObject(p, "ref", v->paired[i].ref);
+        cJSON_AddStringToObject(p, "how", v->paired[i].how);
+        cJSON_AddItemToArray(paired, p);
+    }
     return o;
 }
 

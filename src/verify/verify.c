@@ -102,6 +102,7 @@ typedef struct source {
     const milk_function *fa, *fb;
     milk_names *norm;          /* fa's op outputs by stripped name */
     bool *fp16;                /* by var id of the program under test */
+    const milk_verify_params *p; /* its pairs */
 } source;
 
 /* One reference tensor: name, type and fp32 values (malloc'd). */
@@ -162,21 +163,52 @@ static int output_pos(const milk_function *fn, const milk_var *var)
     return -1;
 }
 
-static const char *match_var(const source *s, const milk_var *var, char *buf,
-                             size_t n)
+/* "A=B" split at the first '=' into a (in buf) and b; false if malformed. */
+static bool split_pair(const char *pair, char *buf, size_t n, const char **b)
 {
-    const char *name = match_name(s, var->name, buf, n);
+    const char *eq = strchr(pair, '=');
+    if (!eq || eq == pair || !eq[1] || (size_t)(eq - pair) >= n) return false;
+    memcpy(buf, pair, (size_t)(eq - pair));
+    buf[eq - pair] = 0;
+    *b = eq + 1;
+    return true;
+}
+
+/* The reference name params.pairs give var, or NULL. */
+static const char *given_pair(const source *s, const milk_var *var, char *buf, size_t n)
+{
+    for (int i = 0; s->p && i < s->p->n_pairs; i++) {
+        const char *b;
+        if (split_pair(s->p->pairs[i], buf, n, &b) && strcmp(b, var->name) == 0)
+            return buf;
+    }
+    return NULL;
+}
+
+/* The reference var of var, and how it was found: NULL (same name, or
+ * the same once "_cast_fp16" is stripped), "pair" or "position". */
+static const char *match_var(const source *s, const milk_var *var, char *buf,
+                             size_t n, const char **how)
+{
+    *how = "pair";
+    const char *name = given_pair(s, var, buf, n);
+    if (name) return name;
+    *how = NULL;
+    name = match_name(s, var->name, buf, n);
     int pos = output_pos(s->fb, var);
     if (name || pos < 0 || s->fa->block->n_outputs != s->fb->block->n_outputs)
         return name;
+    *how = "position";
     return s->fa->block->outputs[pos]->name; /* outputs pair by position */
 }
 
 static milk_status find_want(milk_ctx *ctx, const source *s, const milk_var *var,
-                             const milk_tensor_type *got, want *w, bool *found)
+                             const milk_tensor_type *got, want *w, bool *found,
+                             const char **how)
 {
     char buf[1024];
     *found = false;
+    *how = NULL;
     if (s->npz) {
         const milk_array *a = milk_npz_find(s->npz, var->name);
         if (!a) return MILK_OK;
@@ -186,12 +218,12 @@ static milk_status find_want(milk_ctx *ctx, const source *s, const milk_var *var
         snprintf(what, sizeof what, "%s: '%s'", s->npz_label, var->name);
         return vf_array_f32(ctx, what, a, &w->x);
     }
-    const char *name = match_var(s, var, buf, sizeof buf);
-    if (!name) return MILK_OK;
-    const milk_tensor_type *t = milk_runner_type(s->ra, name);
+    const char *name = match_var(s, var, buf, sizeof buf, how);
+    const milk_tensor_type *t = name ? milk_runner_type(s->ra, name) : NULL;
+    if (!t) return MILK_OK;
     /* Namesakes of another shape are other tensors, unless they are the
-     * outputs both programs promise. */
-    if (!vf_same_shape(t, got) && output_pos(s->fb, var) < 0) return MILK_OK;
+     * outputs both programs promise, or paired on purpose. */
+    if (!vf_same_shape(t, got) && output_pos(s->fb, var) < 0 && !*how) return MILK_OK;
     *found = true;
     *w = (want){name, *t, NULL};
     return vf_runner_f32(ctx, s->ra, name, &w->x);
@@ -233,6 +265,20 @@ static milk_status add_row(milk_ctx *ctx, milk_verify *v, const milk_op *op,
     return MILK_OK;
 }
 
+static milk_status note_pairing(milk_ctx *ctx, milk_verify *v, const char *var,
+                                const char *ref, const char *how)
+{
+    MILK_TRY(grow(ctx, v, (void **)&v->paired, v->n_paired, &v->cap_paired,
+                  sizeof *v->paired));
+    vf_pairing *pr = &v->paired[v->n_paired];
+    pr->var = milk_arena_strdup(v->arena, var);
+    pr->ref = milk_arena_strdup(v->arena, ref);
+    pr->how = how; /* static */
+    if (!pr->var || !pr->ref) return milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
+    v->n_paired++;
+    return MILK_OK;
+}
+
 /* Compare var (an output of op) if it has a reference value. */
 static milk_status compare_var(milk_ctx *ctx, milk_verify *v, const source *s,
                                const milk_runner *r, const milk_op *op,
@@ -247,7 +293,9 @@ static milk_status compare_var(milk_ctx *ctx, milk_verify *v, const source *s,
     want w = {0};
     bool found;
     float *got = NULL;
-    milk_status st = find_want(ctx, s, var, got_t, &w, &found);
+    const char *how;
+    milk_status st = find_want(ctx, s, var, got_t, &w, &found, &how);
+    if (st == MILK_OK && found && how) st = note_pairing(ctx, v, var->name, w.name, how);
     if (st == MILK_OK && !found) v->n_unchecked++;
     if (st == MILK_OK && found) st = vf_runner_f32(ctx, r, var->name, &got);
     if (st == MILK_OK && found)
@@ -530,13 +578,38 @@ milk_status milk_verify_reference(milk_ctx *ctx, const milk_program *p,
     if (s == MILK_OK && !params->ref_label && !(v->ref_label = vf_utf8_clean(v->arena, ref_path)))
         s = milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
     if (s == MILK_OK) s = run_for_archive(ctx, p, fn, &z, params, v, &r);
-    source src = {&z, v ? v->ref_label : NULL, NULL, NULL, fn, NULL, NULL};
+    source src = {&z, v ? v->ref_label : NULL, NULL, NULL, fn, NULL, NULL, NULL};
     if (s == MILK_OK) s = finish(ctx, v, &src, fn, r);
     milk_runner_free(r);
     milk_npz_release(&z);
     if (s != MILK_OK) milk_verify_free(v);
     else *out = v;
     return s;
+}
+
+/* Every pair names a var of each program, B's computed by an op. */
+static milk_status check_pairs(milk_ctx *ctx, const milk_verify_params *p,
+                               const milk_function *fa, const milk_function *fb)
+{
+    const char *la = p->ref_label ? p->ref_label : "A", *lb = p->label ? p->label : "B";
+    if (p->n_pairs < 0 || (p->n_pairs && !p->pairs))
+        return milk_errorf(ctx, MILK_ERR_INVALID_ARG, "bad list of pairs");
+    for (int i = 0; i < p->n_pairs; i++) {
+        char a[1024];
+        const char *b;
+        const milk_var *vb = NULL;
+        if (!p->pairs[i] || !split_pair(p->pairs[i], a, sizeof a, &b))
+            return milk_errorf(ctx, MILK_ERR_INVALID_ARG, "pair '%s': expected "
+                               "A_NAME=B_NAME", p->pairs[i] ? p->pairs[i] : "(null)");
+        if (!milk_function_var(fa, a))
+            return milk_errorf(ctx, MILK_ERR_NOT_FOUND, "pair '%s': %s has no var "
+                               "'%s'", p->pairs[i], la, a);
+        if (!(vb = milk_function_var(fb, b)) || !vb->producer ||
+            vb->producer->kind == MILK_OP_const_)
+            return milk_errorf(ctx, MILK_ERR_NOT_FOUND, "pair '%s': %s has no var "
+                               "'%s' computed by an op", p->pairs[i], lb, b);
+    }
+    return MILK_OK;
 }
 
 milk_status milk_verify_programs(milk_ctx *ctx, const milk_program *a,
@@ -550,6 +623,7 @@ milk_status milk_verify_programs(milk_ctx *ctx, const milk_program *a,
     if (!params) params = &def;
     MILK_TRY(main_of(ctx, a, params->ref_label ? params->ref_label : "A", &fa));
     MILK_TRY(main_of(ctx, b, params->label ? params->label : "B", &fb));
+    MILK_TRY(check_pairs(ctx, params, fa, fb));
     milk_verify *v = NULL;
     vf_inputs in = {0};
     milk_runner *ra = NULL, *rb = NULL;
@@ -557,7 +631,7 @@ milk_status milk_verify_programs(milk_ctx *ctx, const milk_program *a,
     if (s == MILK_OK) s = vf_inputs_gather(ctx, fa, NULL, NULL, params, true, v, &in);
     if (s == MILK_OK) s = vf_run(ctx, a, &in, params, v->ref_label, true, NULL, 0, &ra);
     if (s == MILK_OK) s = vf_run(ctx, b, &in, params, v->label, true, NULL, 0, &rb);
-    source src = {NULL, NULL, ra, fa, fb, NULL, NULL};
+    source src = {NULL, NULL, ra, fa, fb, NULL, NULL, params};
     if (s == MILK_OK) s = index_reference(ctx, v, fa, &src.norm);
     if (s == MILK_OK) s = finish(ctx, v, &src, fb, rb);
     milk_names_free(src.norm);

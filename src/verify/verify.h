@@ -19,6 +19,13 @@ typedef struct vf_flag {
     int64_t n_overflow, n_inf, n_nan;
 } vf_flag;
 
+/* A var of the program under test compared with a reference var of
+ * another name: by position among the outputs, or as params.pairs say. */
+typedef struct vf_pairing {
+    const char *var, *ref;
+    const char *how; /* "position" or "pair" */
+} vf_pairing;
+
 struct milk_verify {
     milk_arena *arena;     /* every string and array below */
     bool two_programs;
@@ -41,6 +48,8 @@ struct milk_verify {
     vf_flag *flags_list;
     int n_unmatched, cap_unmatched;
     const char **unmatched; /* reference tensors that match no var */
+    int n_paired, cap_paired;
+    vf_pairing *paired;    /* vars compared with a var of another name */
 };
 
 /* ---- tensors (metrics.c) ------------------------------------------------ */
