@@ -6,6 +6,7 @@
  * through milk_cv_fold. */
 #include "convert.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -51,7 +52,8 @@ static void arg_const(milk_cv_op *o, const char *param,
                         milk_function_var(o->c->fn, buf);
              k++)
             snprintf(buf, len, "%s_%d", base, k);
-        if (milk_strmap_put(&o->c->taken, buf, -1)) name = buf;
+        /* >= 0: milk_cv_tmp's free_name must see it taken too */
+        if (milk_strmap_put(&o->c->taken, buf, INT_MAX)) name = buf;
     }
     if (!name) {
         o->s = milk_errorf(o->c->ctx, MILK_ERR_NOMEM, "out of memory");

@@ -4,6 +4,7 @@
  * ops, and the string map both use. */
 #include "convert.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -178,6 +179,7 @@ const char *milk_cv_tmp(milk_cv *c, const char *what)
     if (!buf) return NULL;
     snprintf(buf, len, "%s_%s", base, what);
     const char *name = free_name(c, buf);
-    if (name && !milk_strmap_put(&c->taken, name, -1)) return NULL;
+    /* a value >= 0, so that free_name sees the name as taken */
+    if (name && !milk_strmap_put(&c->taken, name, INT_MAX)) return NULL;
     return name;
 }

@@ -1,7 +1,10 @@
-/* lower_elementwise.c: lowerings of ONNX's element-wise ops (arithmetic,
- * comparisons, activations, Softmax, Where, Cast) and the no-ops
+/* lower_elementwise.c: lowerings of ONNX's element-wise ops that map to
+ * one MIL op each (arithmetic, comparisons, logic, unary math), the first
+ * activations, Softmax, Where, Cast and CastLike, and the no-ops
  * (Identity, Dropout). */
-#include "convert.h"
+#include "lower_util.h"
+
+#include <stdlib.h>
 
 
 /* The MIL op for an ONNX op type in a small name table, or NULL. */
@@ -16,8 +19,13 @@ static const char *map_name(const char *const (*tab)[2], size_t n,
 /* ---- binary ----------------------------------------------------------------- */
 
 static const char *const binary_ops[][2] = {
-    {"Add", "add"},      {"Sub", "sub"}, {"Mul", "mul"},
-    {"Div", "real_div"}, {"Pow", "pow"}, {"Equal", "equal"},
+    {"Add", "add"},           {"Sub", "sub"},
+    {"Mul", "mul"},           {"Div", "real_div"},
+    {"Pow", "pow"},           {"Equal", "equal"},
+    {"Less", "less"},         {"LessOrEqual", "less_equal"},
+    {"Greater", "greater"},   {"GreaterOrEqual", "greater_equal"},
+    {"And", "logical_and"},   {"Or", "logical_or"},
+    {"Xor", "logical_xor"},
 };
 
 /* MIL wants both operands of one dtype; ONNX lets Pow's exponent differ.
@@ -40,6 +48,12 @@ milk_status milk_lower_binary(milk_cv *c, const milk_onnx_node *n)
     MILK_TRY(milk_cv_input(c, 0, &x));
     MILK_TRY(milk_cv_input(c, 1, &y));
     MILK_TRY(same_dtype(c, x, &y));
+    /* MIL compares numbers only: bool equality is not(xor) */
+    if (strcmp(mil, "equal") == 0 && x->type.dtype == MILK_DTYPE_BOOL) {
+        MILK_TRY(milk_lw_binary(c, "logical_xor", milk_cv_tmp(c, "xor"), x, y, &out));
+        MILK_TRY(milk_cv_unary(c, "logical_not", milk_cv_out(c, 0), out, &out));
+        return milk_cv_set_out(c, 0, out);
+    }
     /* Integer division at run time: Core ML's real_div is for floats; the
      * operands of shape arithmetic are constants and fold exactly. */
     if (strcmp(mil, "real_div") == 0 && x->type.dtype == MILK_DTYPE_INT32 &&
@@ -57,8 +71,15 @@ milk_status milk_lower_binary(milk_cv *c, const milk_onnx_node *n)
 /* ---- unary -------------------------------------------------------------------- */
 
 static const char *const unary_ops[][2] = {
-    {"Sqrt", "sqrt"}, {"Exp", "exp"},   {"Log", "log"},         {"Abs", "abs"},
-    {"Erf", "erf"},   {"Tanh", "tanh"}, {"Sigmoid", "sigmoid"}, {"Relu", "relu"},
+    {"Sqrt", "sqrt"},         {"Exp", "exp"},   {"Log", "log"},
+    {"Abs", "abs"},           {"Erf", "erf"},   {"Tanh", "tanh"},
+    {"Sigmoid", "sigmoid"},   {"Relu", "relu"}, {"Floor", "floor"},
+    {"Ceil", "ceil"},         {"Round", "round"}, {"Sign", "sign"},
+    {"Sin", "sin"},           {"Cos", "cos"},   {"Tan", "tan"},
+    {"Asin", "asin"},         {"Acos", "acos"}, {"Atan", "atan"},
+    {"Sinh", "sinh"},         {"Cosh", "cosh"}, {"Atanh", "atanh"},
+    {"Softplus", "softplus"}, {"Softsign", "softsign"},
+    {"Not", "logical_not"},
 };
 
 milk_status milk_lower_unary(milk_cv *c, const milk_onnx_node *n)
@@ -268,38 +289,88 @@ milk_status milk_lower_where(milk_cv *c, const milk_onnx_node *n)
     return milk_cv_set_out(c, 0, out);
 }
 
-milk_status milk_lower_cast(milk_cv *c, const milk_onnx_node *n)
+/* Cast's target from attribute 'to'; CastLike's from input 1's dtype. */
+static milk_status cast_target(milk_cv *c, const milk_onnx_node *n,
+                               milk_dtype *dt)
 {
     int64_t to;
-    milk_var *x, *out;
-    MILK_TRY(milk_cv_attr_int(c, "to", 0, &to));
-    milk_dtype dt = milk_cv_dtype((int32_t)to);
-    if (dt == MILK_DTYPE_INVALID) {
-        const char *nm = milk_onnx_dtype_name((int32_t)to);
-        return milk_cv_unsupported(c, "attribute 'to': %s has no MIL "
-                                   "equivalent", nm ? nm : "an unknown type");
+    if (strcmp(n->op_type, "CastLike") == 0) {
+        milk_tensor_type t;
+        MILK_TRY(milk_cv_type(c, 1, &t));
+        *dt = t.dtype;
+        return MILK_OK;
     }
+    MILK_TRY(milk_cv_attr_int(c, "to", 0, &to));
+    *dt = milk_cv_dtype((int32_t)to);
+    if (*dt != MILK_DTYPE_INVALID) return MILK_OK;
+    const char *nm = milk_onnx_dtype_name((int32_t)to);
+    return milk_cv_unsupported(c, "attribute 'to': %s has no MIL equivalent",
+                               nm ? nm : "an unknown type");
+}
+
+milk_status milk_lower_cast(milk_cv *c, const milk_onnx_node *n)
+{
+    milk_dtype dt;
+    milk_var *x, *out;
+    MILK_TRY(cast_target(c, n, &dt));
     MILK_TRY(milk_cv_input(c, 0, &x));
     if (x->type.dtype == dt) return milk_cv_set_out(c, 0, x);
     MILK_TRY(milk_cv_cast(c, milk_cv_out(c, 0), x, dt, &out));
     return milk_cv_set_out(c, 0, out);
 }
 
+/* Dropout at inference: the mask is all true (opset 10+; before, of x's
+ * dtype, all ones); in training mode only ratio 0 is deterministic. */
+static milk_status dropout_check(milk_cv *c)
+{
+    int64_t training = 0;
+    double ratio = 0.5;
+    int cnt;
+    if (c->opset >= 12 && milk_cv_has(c, 2))
+        MILK_TRY(milk_cv_const_ints(c, 2, &training, 1, &cnt));
+    if (!training) return MILK_OK;
+    if (milk_cv_has(c, 1)) MILK_TRY(milk_cv_const_floats(c, 1, &ratio, 1, &cnt));
+    if (ratio != 0)
+        return milk_cv_unsupported(c, "training_mode with ratio %g: a random "
+                                   "mask, which no conversion reproduces", ratio);
+    return MILK_OK;
+}
+
+static milk_status dropout_mask(milk_cv *c, const milk_tensor_type *xt)
+{
+    milk_tensor_type t = *xt;
+    int64_t n = milk_tensor_type_count(&t);
+    uint64_t nb;
+    if (c->opset >= 10) t.dtype = MILK_DTYPE_BOOL;
+    if (n < 0 || n > (INT64_C(1) << 24) || !milk_dtype_nbytes(t.dtype, n, &nb))
+        return milk_cv_unsupported(c, "a mask of %lld elements", (long long)n);
+    void *ones = malloc(nb ? (size_t)nb : 1);
+    if (!ones) return milk_errorf(c->ctx, MILK_ERR_NOMEM, "out of memory");
+    for (int64_t i = 0; i < n; i++) {
+        if (t.dtype == MILK_DTYPE_BOOL) ((uint8_t *)ones)[i] = 1;
+        else if (t.dtype == MILK_DTYPE_FP16) ((uint16_t *)ones)[i] = milk_fp32_to_fp16(1.0f);
+        else if (t.dtype == MILK_DTYPE_INT32) ((int32_t *)ones)[i] = 1;
+        else ((float *)ones)[i] = 1.0f;
+    }
+    milk_status s = milk_cv_set_out_const(c, 1, &t, ones);
+    free(ones);
+    return s;
+}
+
 /* Output 0 is input 0 itself; a constant stays a constant. */
 milk_status milk_lower_identity(milk_cv *c, const milk_onnx_node *n)
 {
-    if (strcmp(n->op_type, "Dropout") == 0 && milk_cv_has(c, 2)) {
-        int64_t v[1] = {0};
-        int cnt;
-        MILK_TRY(milk_cv_const_ints(c, 2, v, 1, &cnt));
-        if (v[0]) return milk_cv_unsupported(c, "training_mode is true");
-    }
-    if (milk_cv_has_out(c, 1))
-        return milk_cv_unsupported(c, "the mask output is not supported");
+    bool dropout = strcmp(n->op_type, "Dropout") == 0;
+    if (dropout) MILK_TRY(dropout_check(c));
     milk_cv_value *in = milk_cv_value_get(c, n->inputs[0]);
     if (!milk_cv_has(c, 0) || !in || !in->defined) {
         milk_var *x;
         return milk_cv_input(c, 0, &x); /* fails with the reason */
+    }
+    if (dropout && milk_cv_has_out(c, 1)) {
+        milk_tensor_type xt;
+        MILK_TRY(milk_cv_type(c, 0, &xt));
+        MILK_TRY(dropout_mask(c, &xt));
     }
     if (!in->var) return milk_cv_set_out_tensor(c, 0, in->tensor);
     return milk_cv_set_out(c, 0, in->var);

@@ -3,7 +3,7 @@
  * reductions. Sliding windows always get explicit pads (pad_type custom):
  * ONNX's auto_pad is computed here, which avoids MIL's "same" without pad
  * and "same_lower" before iOS16 (docs/coreml-defects.md). */
-#include "convert.h"
+#include "lower_util.h"
 
 #include <stdio.h>
 
@@ -275,13 +275,18 @@ static milk_status convt_pads(milk_cv *c, window *w, const int64_t *in,
         int64_t keff = (w->k[i] - 1) * w->d[i] + 1;
         int64_t want = n >= 0 ? oshape[n - w->S + i] : in[i] * w->s[i];
         int64_t total = w->s[i] * (in[i] - 1) + opad[i] + keff - want;
-        if (total < 0)
-            return milk_cv_unsupported(c, "output size %lld is larger than "
-                                       "the transposed convolution gives",
-                                       (long long)want);
+        /* floor(total / 2), as ONNX's reference computes it: a negative
+         * total (an output larger than the full convolution) lands at the
+         * end, where the plan extends with zeros and the bias */
+        int64_t half = total >= 0 ? total / 2 : -((1 - total) / 2);
         bool upper = strcmp(w->auto_pad, "SAME_UPPER") == 0;
-        w->pads[i] = upper ? total / 2 : total - total / 2;
+        w->pads[i] = upper ? half : total - half;
         w->pads[w->S + i] = total - w->pads[i];
+        if (w->pads[i] < 0)
+            return milk_cv_unsupported(c, "output size %lld is larger than "
+                                       "the transposed convolution gives, "
+                                       "by more than one element before it",
+                                       (long long)want);
     }
     return MILK_OK;
 }
@@ -430,22 +435,105 @@ static milk_status batch_norm_op(milk_cv *c, milk_var *x, const char *name,
     return milk_cv_op_end(&o, out);
 }
 
+/* (x - mean) * (scale / sqrt(var + eps)) + bias when the [C] vectors are
+ * known only at run time: each reshaped to broadcast along axis 1. */
+static milk_status batch_norm_decomposed(milk_cv *c, milk_var *x, double eps,
+                                         milk_var **out)
+{
+    milk_var *v[4], *inv, *y;
+    int64_t dims[MILK_MAX_RANK];
+    int rank;
+    for (int i = 0; i < 4; i++) MILK_TRY(milk_cv_input(c, 1 + i, &v[i]));
+    milk_lw_channel_shape(x->type.dims[1], x->type.rank, &rank, dims);
+    milk_cv_op o;
+    milk_cv_op_begin(&o, c, "rsqrt", milk_cv_tmp(c, "inv"));
+    milk_cv_arg(&o, "x", v[3]);
+    milk_cv_arg_float(&o, "epsilon", eps, milk_cv_float_dtype(x));
+    MILK_TRY(milk_cv_op_end(&o, &inv));
+    MILK_TRY(milk_lw_binary(c, "mul", milk_cv_tmp(c, "gain"), v[0], inv, &v[0]));
+    for (int i = 0; i < 3; i++) /* gain, bias, mean as [C, 1, ...] */
+        MILK_TRY(milk_cv_reshape(c, milk_cv_tmp(c, "chan"), v[i], rank, dims, &v[i]));
+    MILK_TRY(milk_lw_binary(c, "sub", milk_cv_tmp(c, "centred"), x, v[2], &y));
+    MILK_TRY(milk_lw_binary(c, "mul", milk_cv_tmp(c, "scaled"), y, v[0], &y));
+    return milk_lw_binary(c, "add", milk_cv_out(c, 0), y, v[1], out);
+}
+
+/* running = input * momentum + batch * (1 - momentum), batch reshaped to
+ * [C] from its kept-dims form. */
+static milk_status running_stat(milk_cv *c, int out, milk_var *input,
+                                milk_var *batch, double momentum)
+{
+    milk_var *a, *b;
+    if (!milk_cv_has_out(c, out)) return MILK_OK;
+    MILK_TRY(milk_cv_reshape(c, milk_cv_tmp(c, "batch"), batch, 1, &input->type.dims[0],
+                             &batch));
+    MILK_TRY(milk_lw_scalar(c, "mul", milk_cv_tmp(c, "old"), input, momentum, false, &a));
+    MILK_TRY(milk_lw_scalar(c, "mul", milk_cv_tmp(c, "new"), batch, 1 - momentum,
+                            false, &b));
+    MILK_TRY(milk_lw_binary(c, "add", milk_cv_out(c, out), a, b, &a));
+    return milk_cv_set_out(c, out, a);
+}
+
+/* Training mode (opset 14+): normalized with the batch's own mean and
+ * (biased) variance over every axis but 1; outputs 1 and 2 the running
+ * mean and variance. */
+static milk_status batch_norm_training(milk_cv *c, milk_var *x, double eps,
+                                       double momentum)
+{
+    milk_var *v[4], *mean, *d, *var, *inv, *y;
+    int64_t axes[MILK_MAX_RANK], dims[MILK_MAX_RANK];
+    int r = x->type.rank, rank, k = 0;
+    for (int i = 0; i < r; i++)
+        if (i != 1) axes[k++] = i;
+    for (int i = 0; i < 4; i++) MILK_TRY(milk_cv_input(c, 1 + i, &v[i]));
+    MILK_TRY(milk_lw_reduce(c, "reduce_mean", milk_cv_tmp(c, "mean"), x, axes, k, true, &mean));
+    MILK_TRY(milk_lw_binary(c, "sub", milk_cv_tmp(c, "centred"), x, mean, &d));
+    MILK_TRY(milk_lw_binary(c, "mul", milk_cv_tmp(c, "sq"), d, d, &var));
+    MILK_TRY(milk_lw_reduce(c, "reduce_mean", milk_cv_tmp(c, "var"), var, axes, k, true, &var));
+    milk_cv_op o;
+    milk_cv_op_begin(&o, c, "rsqrt", milk_cv_tmp(c, "inv"));
+    milk_cv_arg(&o, "x", var);
+    milk_cv_arg_float(&o, "epsilon", eps, milk_cv_float_dtype(x));
+    MILK_TRY(milk_cv_op_end(&o, &inv));
+    milk_lw_channel_shape(x->type.dims[1], r, &rank, dims);
+    MILK_TRY(milk_cv_reshape(c, milk_cv_tmp(c, "scale"), v[0], rank, dims, &v[0]));
+    MILK_TRY(milk_cv_reshape(c, milk_cv_tmp(c, "bias"), v[1], rank, dims, &v[1]));
+    MILK_TRY(milk_lw_binary(c, "mul", milk_cv_tmp(c, "normed"), d, inv, &y));
+    MILK_TRY(milk_lw_binary(c, "mul", milk_cv_tmp(c, "scaled"), y, v[0], &y));
+    MILK_TRY(milk_lw_binary(c, "add", milk_cv_out(c, 0), y, v[1], &y));
+    MILK_TRY(milk_cv_set_out(c, 0, y));
+    MILK_TRY(running_stat(c, 1, v[2], mean, momentum));
+    return running_stat(c, 2, v[3], var, momentum);
+}
+
 milk_status milk_lower_batch_norm(milk_cv *c, const milk_onnx_node *n)
 {
     milk_var *x, *y;
-    double eps;
+    double eps, momentum;
     int64_t training, spatial;
     MILK_TRY(milk_cv_attr_float(c, "epsilon", 1e-5, &eps));
+    MILK_TRY(milk_cv_attr_float(c, "momentum", 0.9, &momentum));
     MILK_TRY(milk_cv_attr_int(c, "training_mode", 0, &training));
     MILK_TRY(milk_cv_attr_int(c, "spatial", 1, &spatial));
-    if (training || milk_cv_has_out(c, 1) || milk_cv_has_out(c, 2))
-        return milk_cv_unsupported(c, "training mode (running statistics "
-                                   "outputs)");
     if (!spatial) return milk_cv_unsupported(c, "attribute 'spatial': 0");
+    bool stats = false;
+    for (int i = 1; i < n->n_outputs; i++) stats |= milk_cv_has_out(c, i);
+    if ((training || stats) && c->opset < 14)
+        return milk_cv_unsupported(c, "training outputs before opset 14");
+    if (stats && !training)
+        return milk_cv_fail(c, MILK_ERR_INVALID_MODEL, "running statistics "
+                            "outputs without training_mode");
     MILK_TRY(milk_cv_input(c, 0, &x));
     int r = x->type.rank;
     if (r < 2 || r > 5)
         return milk_cv_unsupported(c, "input of rank %d (2 to 5 supported)", r);
+    if (training) return batch_norm_training(c, x, eps, momentum);
+    bool consts = true;
+    for (int i = 1; i <= 4; i++) consts &= milk_cv_is_const(c, i);
+    if (!consts) {
+        MILK_TRY(batch_norm_decomposed(c, x, eps, &y));
+        return milk_cv_set_out(c, 0, y);
+    }
     if (r > 2) {
         MILK_TRY(batch_norm_op(c, x, milk_cv_out(c, 0), eps, &y));
         return milk_cv_set_out(c, 0, y);
@@ -465,24 +553,51 @@ milk_status milk_lower_batch_norm(milk_cv *c, const milk_onnx_node *n)
     return milk_cv_set_out(c, 0, y);
 }
 
-/* gamma or beta as a const of exactly the normalized shape (MIL's rule);
- * ONNX allows any shape with the same elements. */
+/* gamma or beta for MIL's layer_norm: a const of exactly the normalized
+ * shape (MIL's rule; ONNX allows any shape with the same elements, which
+ * a folded reshape gives). False when the input is computed at run time
+ * or broadcasts (the decomposed form takes those). */
 static milk_status norm_param(milk_cv *c, int i, const milk_tensor_type *want,
-                              const char *what, milk_var **out)
+                              const char *what, milk_var **out, bool *ok)
 {
-    MILK_TRY(milk_cv_input_opt(c, i, out));
-    if (!*out) return MILK_OK;
-    if (!milk_var_const(*out))
-        return milk_cv_unsupported(c, "input %d is computed at run time", i);
-    if (milk_tensor_type_count(&(*out)->type) != milk_tensor_type_count(want))
-        return milk_cv_unsupported(c, "input %d does not have the normalized "
-                                   "shape", i);
-    if ((*out)->type.rank == want->rank) {
-        bool same = true;
-        for (int k = 0; k < want->rank; k++) same &= (*out)->type.dims[k] == want->dims[k];
-        if (same) return MILK_OK;
+    milk_tensor_type t;
+    *out = NULL;
+    if (!milk_cv_has(c, i)) return MILK_OK;
+    MILK_TRY(milk_cv_type(c, i, &t));
+    if (!milk_cv_is_const(c, i) ||
+        milk_tensor_type_count(&t) != milk_tensor_type_count(want)) {
+        *ok = false;
+        return MILK_OK;
     }
+    MILK_TRY(milk_cv_input(c, i, out));
+    bool same = t.rank == want->rank;
+    for (int k = 0; same && k < want->rank; k++) same = t.dims[k] == want->dims[k];
+    if (same) return MILK_OK;
     return milk_cv_reshape(c, milk_cv_tmp(c, what), *out, want->rank, want->dims, out);
+}
+
+/* The ONNX formula, op by op: for the Mean and InvStdDev outputs, and for
+ * a scale or bias computed at run time or broadcast. */
+static milk_status layer_norm_decomposed(milk_cv *c, milk_var *x,
+                                         const int64_t *axes, int n, double eps,
+                                         milk_var **out)
+{
+    milk_var *mean, *d, *inv, *g, *b, *y;
+    MILK_TRY(milk_lw_moments(c, x, axes, n, eps,
+                             milk_cv_has_out(c, 1) ? milk_cv_out(c, 1) : NULL,
+                             milk_cv_has_out(c, 2) ? milk_cv_out(c, 2) : NULL,
+                             &mean, &d, &inv));
+    MILK_TRY(milk_cv_set_out(c, 1, mean));
+    MILK_TRY(milk_cv_set_out(c, 2, inv));
+    MILK_TRY(milk_cv_input_opt(c, 1, &g));
+    MILK_TRY(milk_cv_input_opt(c, 2, &b));
+    MILK_TRY(milk_lw_binary(c, "mul", g || b ? milk_cv_tmp(c, "normed") : milk_cv_out(c, 0),
+                            d, inv, &y));
+    if (g) MILK_TRY(milk_lw_binary(c, "mul", b ? milk_cv_tmp(c, "scaled") : milk_cv_out(c, 0),
+                                   y, g, &y));
+    if (b) MILK_TRY(milk_lw_binary(c, "add", milk_cv_out(c, 0), y, b, &y));
+    *out = y;
+    return MILK_OK;
 }
 
 milk_status milk_lower_layer_norm(milk_cv *c, const milk_onnx_node *n)
@@ -491,8 +606,6 @@ milk_status milk_lower_layer_norm(milk_cv *c, const milk_onnx_node *n)
     int64_t axis, axes[MILK_MAX_RANK];
     double eps;
     int a;
-    if (milk_cv_has_out(c, 1) || milk_cv_has_out(c, 2))
-        return milk_cv_unsupported(c, "the Mean and InvStdDev outputs");
     MILK_TRY(milk_cv_input(c, 0, &x));
     MILK_TRY(milk_cv_attr_int(c, "axis", -1, &axis));
     MILK_TRY(milk_cv_attr_float(c, "epsilon", 1e-5, &eps));
@@ -502,8 +615,13 @@ milk_status milk_lower_layer_norm(milk_cv *c, const milk_onnx_node *n)
         axes[i - a] = i;
         nt.dims[i - a] = x->type.dims[i];
     }
-    MILK_TRY(norm_param(c, 1, &nt, "gamma", &gamma));
-    MILK_TRY(norm_param(c, 2, &nt, "beta", &beta));
+    bool native = !milk_cv_has_out(c, 1) && !milk_cv_has_out(c, 2);
+    if (native) MILK_TRY(norm_param(c, 1, &nt, "gamma", &gamma, &native));
+    if (native) MILK_TRY(norm_param(c, 2, &nt, "beta", &beta, &native));
+    if (!native) {
+        MILK_TRY(layer_norm_decomposed(c, x, axes, nt.rank, eps, &out));
+        return milk_cv_set_out(c, 0, out);
+    }
     milk_cv_op o;
     milk_cv_op_begin(&o, c, "layer_norm", milk_cv_out(c, 0));
     milk_cv_arg(&o, "x", x);
@@ -648,6 +766,13 @@ static const char *const reduce_ops[][2] = {
     {"ReduceMean", "reduce_mean"},
     {"ReduceSum", "reduce_sum"},
     {"ReduceMax", "reduce_max"},
+    {"ReduceMin", "reduce_min"},
+    {"ReduceProd", "reduce_prod"},
+    {"ReduceL1", "reduce_l1_norm"},
+    {"ReduceL2", "reduce_l2_norm"},
+    {"ReduceLogSum", "reduce_log_sum"},
+    {"ReduceLogSumExp", "reduce_log_sum_exp"},
+    {"ReduceSumSquare", "reduce_sum_square"},
 };
 
 milk_status milk_lower_reduce(milk_cv *c, const milk_onnx_node *n)

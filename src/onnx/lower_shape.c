@@ -4,7 +4,7 @@
  * here (every graph input has one, and shape arithmetic folds), so shapes,
  * axes and bounds are resolved at conversion time and MIL gets explicit
  * values: no 0 or -1 in reshape targets, no negative slice bounds. */
-#include "convert.h"
+#include "lower_util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -260,7 +260,7 @@ milk_status milk_lower_split(milk_cv *c, const milk_onnx_node *n)
  * to the dim ([0, d] going forward, [0, d-1] and [-1, d-1] backward). */
 static milk_status slice_dim(milk_cv *c, int64_t d, int64_t st, int64_t en,
                              int64_t step, int64_t *b, int64_t *e,
-                             bool *to_start)
+                             bool *to_start, bool *empty)
 {
     if (step == 0) return milk_cv_fail(c, MILK_ERR_INVALID_MODEL, "step 0");
     if (st < 0) st += d; /* no overflow: d >= 0 */
@@ -268,8 +268,7 @@ static milk_status slice_dim(milk_cv *c, int64_t d, int64_t st, int64_t en,
     int64_t lo = step > 0 ? 0 : -1, hi = step > 0 ? d : d - 1;
     st = st < 0 ? 0 : st > hi ? hi : st;
     en = en < lo ? lo : en > hi ? hi : en;
-    if ((step > 0 ? en - st : st - en) <= 0)
-        return milk_cv_unsupported(c, "an empty slice (zero-size dim)");
+    *empty = (step > 0 ? en - st : st - en) <= 0;
     *b = st;
     *e = en;
     /* MIL cannot say "end before index 0" with a number (-1 means the
@@ -301,6 +300,19 @@ static milk_status slice_params(milk_cv *c, int64_t v[4][MILK_MAX_RANK],
     return MILK_OK;
 }
 
+/* An empty slice: an empty 1-D constant when the input is a 1-D
+ * constant (shape arithmetic: the dims before axis 0, say, of
+ * LayerNormalization's function body); refused otherwise, MIL has no
+ * empty tensors at run time. */
+static milk_status slice_empty(milk_cv *c, milk_var *x)
+{
+    int32_t none = 0;
+    milk_tensor_type t = {x->type.dtype, 1, {0}};
+    if (x->type.rank != 1 || !milk_var_const(x))
+        return milk_cv_unsupported(c, "an empty slice (zero-size dim)");
+    return milk_cv_set_out_const(c, 0, &t, &none);
+}
+
 milk_status milk_lower_slice(milk_cv *c, const milk_onnx_node *n)
 {
     milk_var *x, *out;
@@ -319,8 +331,10 @@ milk_status milk_lower_slice(milk_cv *c, const milk_onnx_node *n)
         int a = k;
         if (cnt[2] >= 0) MILK_TRY(milk_cv_axis(c, "axis", p[2][k], r, &a));
         s[a] = cnt[3] >= 0 ? p[3][k] : 1;
+        bool empty = false;
         MILK_TRY(slice_dim(c, x->type.dims[a], p[0][k], p[1][k], s[a], &b[a],
-                           &e[a], &em[a]));
+                           &e[a], &em[a], &empty));
+        if (empty) return slice_empty(c, x);
         if (em[a]) e[a] = 0;
         any_mask |= em[a];
     }
@@ -337,16 +351,19 @@ milk_status milk_lower_slice(milk_cv *c, const milk_onnx_node *n)
 
 /* ---- Gather ------------------------------------------------------------------------------ */
 
-/* Constant indices with negatives wrapped: from iOS17 MIL treats negative
- * indices as out of bounds (docs/coreml-format.md 7.6). */
+/* Indices with negatives wrapped: from iOS17 MIL treats negative indices
+ * as out of bounds (docs/coreml-format.md 7.6). Constants are wrapped
+ * here; run-time indices through select (milk_lw_wrap_index). */
 static milk_status gather_indices(milk_cv *c, int64_t dim, milk_var **out)
 {
     enum { MAX_IDX = 1 << 16 };
     milk_tensor_type t;
     MILK_TRY(milk_cv_type(c, 1, &t));
     int64_t count = milk_tensor_type_count(&t);
-    if (!milk_cv_is_const(c, 1) || count > MAX_IDX)
-        return milk_cv_input(c, 1, out);
+    if (!milk_cv_is_const(c, 1) || count > MAX_IDX) {
+        MILK_TRY(milk_cv_input(c, 1, out));
+        return milk_lw_wrap_index(c, *out, dim, out);
+    }
     int64_t *v = malloc((size_t)(count ? count : 1) * sizeof *v);
     int32_t *w = malloc((size_t)(count ? count : 1) * sizeof *w);
     int k = 0;
@@ -477,6 +494,82 @@ static milk_status pad_crop(milk_cv *c, milk_var *x, int64_t *pads,
     return milk_cv_op_end(&o, out);
 }
 
+/* Source index of padded position j (from -b) along a dim of d for
+ * reflect (mirror without repeating the edge) or edge (clamp). */
+static int64_t pad_source(bool reflect, int64_t j, int64_t d)
+{
+    if (!reflect) return j < 0 ? 0 : j >= d ? d - 1 : j;
+    if (d == 1) return 0;
+    int64_t period = 2 * (d - 1);
+    j %= period;
+    if (j < 0) j += period;
+    return j < d ? j : period - j;
+}
+
+/* MIL's pad takes floats only: integer tensors are padded exactly, one
+ * axis at a time, by a gather of source indices (reflect, edge) or a
+ * concat with constant blocks (constant). */
+static milk_status pad_int_axis(milk_cv *c, milk_var *x, int axis, int64_t b,
+                                int64_t e, const char *mode, double value,
+                                const char *name, milk_var **out)
+{
+    int64_t d = x->type.dims[axis], len = d + b + e;
+    milk_cv_op o;
+    if (strcmp(mode, "constant") != 0) {
+        int32_t *idx = milk_arena_alloc(c->a, (size_t)len * sizeof *idx);
+        if (!idx) return milk_errorf(c->ctx, MILK_ERR_NOMEM, "out of memory");
+        for (int64_t j = 0; j < len; j++)
+            idx[j] = (int32_t)pad_source(strcmp(mode, "reflect") == 0, j - b, d);
+        milk_var *iv;
+        milk_tensor_type it = {MILK_DTYPE_INT32, 1, {len}};
+        MILK_TRY(milk_cv_const(c, milk_cv_tmp(c, "padidx"), &it, idx, &iv));
+        milk_cv_op_begin(&o, c, "gather", name);
+        milk_cv_arg(&o, "x", x);
+        milk_cv_arg(&o, "indices", iv);
+        milk_cv_arg_int(&o, "axis", axis);
+        return milk_cv_op_end(&o, out);
+    }
+    milk_cv_op_begin(&o, c, "concat", name);
+    for (int side = 0; side < 3; side++) {
+        int64_t k = side == 0 ? b : e;
+        if (side == 1) milk_cv_arg(&o, "values", x);
+        if (side == 1 || k == 0) continue;
+        milk_tensor_type t = x->type;
+        t.dims[axis] = k;
+        int64_t cnt = milk_tensor_type_count(&t);
+        int32_t *fill = milk_arena_alloc(c->a, (size_t)(cnt ? cnt : 1) * sizeof *fill);
+        if (!fill || cnt > (INT64_C(1) << 22))
+            return milk_cv_unsupported(c, "a pad block of %lld elements", (long long)cnt);
+        for (int64_t i = 0; i < cnt; i++) fill[i] = (int32_t)value;
+        milk_var *fv;
+        MILK_TRY(milk_cv_const(c, milk_cv_tmp(c, "padfill"), &t, fill, &fv));
+        milk_cv_arg(&o, "values", fv);
+    }
+    milk_cv_arg_int(&o, "axis", axis);
+    milk_cv_arg_bool(&o, "interleave", false);
+    return milk_cv_op_end(&o, out);
+}
+
+static milk_status pad_int(milk_cv *c, milk_var *x, const int64_t *pads,
+                           const char *mode, double value, milk_var **out)
+{
+    int r = x->type.rank, last = -1;
+    for (int i = 0; i < r; i++)
+        if (pads[i] || pads[r + i]) last = i;
+    for (int i = 0; i < r; i++) {
+        if (!pads[i] && !pads[r + i]) continue;
+        if (strcmp(mode, "reflect") == 0 &&
+            (pads[i] >= x->type.dims[i] || pads[r + i] >= x->type.dims[i]))
+            return milk_cv_fail(c, MILK_ERR_INVALID_MODEL, "reflect pads of dim "
+                                "%d reach past the edge", i);
+        MILK_TRY(pad_int_axis(c, x, i, pads[i], pads[r + i], mode, value,
+                              i == last ? milk_cv_out(c, 0) : milk_cv_tmp(c, "padded"),
+                              &x));
+    }
+    *out = x;
+    return MILK_OK;
+}
+
 milk_status milk_lower_pad(milk_cv *c, const milk_onnx_node *n)
 {
     milk_var *x, *out;
@@ -502,6 +595,10 @@ milk_status milk_lower_pad(milk_cv *c, const milk_onnx_node *n)
     for (int i = r - 1; i >= 0; i--)
         if (pads[i] || pads[r + i]) first = i;
     if (first == r) return milk_cv_set_out(c, 0, x);
+    if (x->type.dtype == MILK_DTYPE_INT32) {
+        MILK_TRY(pad_int(c, x, pads, mode, value, &out));
+        return milk_cv_set_out(c, 0, out);
+    }
     for (int i = first; i < r; i++) {
         mp[2 * (i - first)] = pads[i];
         mp[2 * (i - first) + 1] = pads[r + i];
