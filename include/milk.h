@@ -285,10 +285,23 @@ milk_status milk_program_save(milk_ctx *ctx, const milk_program *p,
 
 /* Flags for milk_program_print. */
 #define MILK_PRINT_VALUES 1u /* print every inline constant in full */
+/* Print large constants by a hash of their content instead of where they
+ * live, so that equal weights in different files print the same. Reads
+ * every weight. */
+#define MILK_PRINT_HASH 2u
 
 /* Print the program as Core ML model.mil text. */
 milk_status milk_program_print(milk_ctx *ctx, const milk_program *p,
                                FILE *out, unsigned flags);
+
+/* Compare two programs: prints a unified diff of their model.mil text
+ * (constants compared by content, not by where they are stored) to out,
+ * with `context` lines around each change, labelled name_a and name_b.
+ * *differ is set to whether anything differs. */
+milk_status milk_program_diff(milk_ctx *ctx, const milk_program *a,
+                              const milk_program *b, const char *name_a,
+                              const char *name_b, int context, FILE *out,
+                              int *differ);
 
 
 /* ------------------------------------------------------------------ */

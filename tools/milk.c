@@ -46,12 +46,14 @@ int cli_opt(int argc, char **argv, int *i, const char *name, const char **val)
 
 int cmd_dump(milk_ctx *ctx, int argc, char **argv)
 {
-    const char *usage = "milk dump PKG [--values]";
+    const char *usage = "milk dump PKG [--values | --hash]";
     unsigned flags = 0;
     const char *path = NULL;
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--values") == 0)
             flags |= MILK_PRINT_VALUES;
+        else if (strcmp(argv[i], "--hash") == 0)
+            flags |= MILK_PRINT_HASH;
         else if (argv[i][0] != '-' && !path)
             path = argv[i];
         else
@@ -71,8 +73,10 @@ static const struct {
     int (*fn)(milk_ctx *ctx, int argc, char **argv);
     const char *help;
 } cmds[] = {
-    {"dump", cmd_dump, "dump PKG [--values]\n"
+    {"dump", cmd_dump, "dump PKG [--values | --hash]\n"
                        "      print the program as model.mil text"},
+    {"diff", cmd_diff, "diff A.mlpackage B.mlpackage [-U N]\n"
+                       "      compare two programs as model.mil text (constants by content)"},
     {"convert", cmd_convert,
      "convert IN.onnx -o OUT.mlpackage [--target ios15|ios16|ios17|ios18]\n"
      "      [--precision fp16|fp32] [--input-shape NAME=d0,d1,... ...] [--list-ops]\n"

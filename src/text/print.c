@@ -117,12 +117,33 @@ static void print_location(printer *pr, const milk_data *d)
             (unsigned long long)d->offset, milk_dtype_name(d->stored));
 }
 
+static milk_status hash_bytes(void *user, const void *bytes, size_t n)
+{
+    uint64_t *h = user;
+    const unsigned char *p = bytes;
+    for (size_t i = 0; i < n; i++) *h = (*h ^ p[i]) * 1099511628211ull; /* FNV-1a */
+    return MILK_OK;
+}
+
+/* HASH(...) of a constant's elements in its declared dtype. */
+static void print_hash(printer *pr, const milk_value *v)
+{
+    uint64_t h = 1469598103934665603ull;
+    milk_status s = milk_value_stream(pr->ctx, v, (size_t)1 << 20, hash_bytes, &h);
+    if (s != MILK_OK && pr->status == MILK_OK) pr->status = s;
+    fprintf(pr->f, "HASH(%016llx)", (unsigned long long)h);
+}
+
 static void print_tensor_value(printer *pr, const milk_value *v)
 {
     print_type(pr, &v->type);
     fputc('(', pr->f);
     int64_t n = milk_tensor_type_count(&v->type);
-    if (v->data.kind == MILK_DATA_FILE && !(pr->flags & MILK_PRINT_VALUES)) {
+    bool large = v->data.kind == MILK_DATA_FILE || n > SMALL_VALUE;
+    if (large && (pr->flags & MILK_PRINT_HASH) && v->type.dtype != MILK_DTYPE_STRING &&
+        !(pr->flags & MILK_PRINT_VALUES)) {
+        print_hash(pr, v);
+    } else if (v->data.kind == MILK_DATA_FILE && !(pr->flags & MILK_PRINT_VALUES)) {
         print_location(pr, &v->data);
     } else if (n > SMALL_VALUE && !(pr->flags & MILK_PRINT_VALUES)) {
         fprintf(pr->f, "%s", v->data.kind == MILK_DATA_BORROWED
