@@ -418,7 +418,25 @@ typedef struct milk_input_shape {
 milk_status milk_input_shape_parse(milk_ctx *ctx, const char *spec,
                                    milk_input_shape *out);
 
-/* What a conversion did, for reports. */
+/* A value for one graph input, fixed at conversion time (`milk convert
+ * --freeze NAME=FILE.npy`): the input becomes a constant of the program
+ * and is no longer a model input. For models whose shapes, scales, pads
+ * or axes are graph inputs, which milk needs at conversion time. The
+ * data's shape must be the input's (where the model gives dims) and its
+ * dtype of the input's kind: an integer dtype for an integer input (each
+ * value must fit the input's type), fp16, fp32 or fp64 for a float input,
+ * bool for a bool input. At most 2^24 elements. */
+typedef struct milk_frozen_input {
+    const char *name;      /* the graph input's ONNX name */
+    milk_tensor_type type; /* of data: rank 0..MILK_MAX_RANK, dims >= 0 */
+    const void *data;      /* row-major, little-endian, bool one byte (0/1)
+                            * per element; copied during the call */
+    const char *origin;    /* where the value came from (a file name), for
+                            * messages; may be NULL */
+} milk_frozen_input;
+
+/* What a conversion did, for reports. The notes list the inputs and
+ * outputs concerned ("input 'x', output 'y'"), "" if none. */
 typedef struct milk_convert_stats {
     int onnx_nodes;        /* nodes in the ONNX graph */
     int64_t onnx_opset;    /* the default domain's opset */
@@ -429,6 +447,15 @@ typedef struct milk_convert_stats {
     int int64_io;          /* graph inputs/outputs changed from int64 to int32 */
     char note[512];        /* names of those inputs/outputs, "" if none */
     int kept_fp32;         /* ops computing in fp32 because of keep_fp32 */
+    int bool_io;           /* bool inputs/outputs declared int32, cast inside */
+    char bool_note[512];
+    int scalar_io;         /* rank-0 inputs/outputs declared [1] inside */
+    char scalar_note[512];
+    int identity_outputs;  /* outputs not computed by an op of their own,
+                            * produced by identity */
+    char identity_note[512]; /* each with what it is: "output 'y' (a
+                              * constant)", "(graph input 'x')", ... */
+    int frozen;            /* graph inputs made constants (freeze) */
 } milk_convert_stats;
 
 typedef struct milk_convert_params {
@@ -449,16 +476,32 @@ typedef struct milk_convert_params {
      * (n_keep_fp32 names, borrowed for the call; see milk_onnx_convert). */
     const char *const *keep_fp32;
     int n_keep_fp32;
+    /* Graph inputs given values at conversion time (n_freeze entries,
+     * borrowed for the call; see milk_frozen_input). */
+    const milk_frozen_input *freeze;
+    int n_freeze;
 } milk_convert_params;
 
 /* Convert the ONNX model at `path` to an ML Program (function main).
  * params may be NULL for the defaults (iOS17, fp16).
  *
- * Every graph input needs a static shape (from the file or an override).
- * Weights stay in the .onnx file (or its external data files) and are
- * read only when the program is saved or run, so those files must exist
- * until then. MIL has no int64 at run time: int64 tensors become int32
- * (constants range-checked), int64 graph inputs and outputs too.
+ * Every graph input needs a static shape (from the file or an override),
+ * unless it is frozen (params->freeze: it becomes a constant). Weights
+ * stay in the .onnx file (or its external data files) and are read only
+ * when the program is saved or run, so those files must exist until then.
+ * MIL has no int64 at run time: int64 tensors become int32 (constants
+ * range-checked), int64 graph inputs and outputs too.
+ *
+ * The model's boundary, as Core ML takes it: a bool graph input or
+ * output is declared int32 (0 or 1; coremltools declares fp32), with a
+ * cast to or from bool inside; a rank-0 (scalar) one is declared of
+ * shape [1], with a squeeze or expand_dims inside; an output that no op
+ * computes (a constant, a graph input passed through, or the same tensor
+ * as another output) is produced by an identity op, since every Core ML
+ * output is an op's output. An output with the name of a graph input
+ * cannot be expressed (MILK_ERR_UNSUPPORTED), nor, below iOS18, a model
+ * left without inputs (Core ML takes those from specificationVersion 9).
+ * The stats say what was changed.
  *
  * Names: the MIL var holding ONNX tensor T is named milk_mil_name(T);
  * when two tensors give the same name, the later one (in the order graph
@@ -494,8 +537,9 @@ typedef struct milk_convert_params {
  * On failure nothing is returned. Unsupported nodes are all listed in one
  * message (node name, op type, reason) with MILK_ERR_UNSUPPORTED; other
  * failures are MILK_ERR_IO, MILK_ERR_PARSE, MILK_ERR_INVALID_MODEL,
- * MILK_ERR_INVALID_ARG (bad params, unknown input in an override, a
- * dynamic dim left) or MILK_ERR_TYPE. */
+ * MILK_ERR_INVALID_ARG (bad params, unknown input in an override or a
+ * freeze, a frozen value of the wrong shape or dtype, a dynamic dim left)
+ * or MILK_ERR_TYPE. */
 milk_status milk_onnx_convert(milk_ctx *ctx, const char *path,
                               const milk_convert_params *params,
                               milk_program **out);

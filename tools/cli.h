@@ -20,6 +20,7 @@ int cli_split_names(char *list, const char **names, int *n, int max);
 int cmd_dump(milk_ctx *ctx, int argc, char **argv);
 int cmd_run(milk_ctx *ctx, int argc, char **argv);
 int cmd_diff(milk_ctx *ctx, int argc, char **argv);
+int cmd_ops(milk_ctx *ctx, int argc, char **argv);
 int cmd_lint(milk_ctx *ctx, int argc, char **argv);
 int cmd_convert(milk_ctx *ctx, int argc, char **argv);
 int cmd_verify(milk_ctx *ctx, int argc, char **argv);

@@ -1,8 +1,10 @@
 /* cmd_convert.c: `milk convert`: ONNX to a Core ML ML Program package,
- * with a summary of what the conversion did (the defect rules applied for
+ * with a summary of what the conversion did (what changed at the model's
+ * boundary, the inputs frozen with --freeze, the defect rules applied for
  * the compute units, with the ops they touched, and their warnings; the
  * ops kept in fp32); `--list-ops` prints the lowering table. */
 #include "cli.h"
+#include "util/npy.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
@@ -14,16 +16,21 @@ static const char *convert_usage =
     "       [--precision fp16|fp32] [--input-shape NAME=d0,d1,... ...]\n"
     "       [--compute-units all|cpu_only|cpu_and_gpu|cpu_and_ne]\n"
     "       [--disable-rule ID|all ...] [--enable-rule ID ...] [--keep-fp32 NAME,... ...]\n"
+    "       [--freeze NAME=FILE.npy ...]\n"
     "       milk convert --list-ops";
 
 #define MAX_SHAPES 64
 #define MAX_IDS 64
 #define MAX_KEEP 1024
+#define MAX_FREEZE 64
 
 typedef struct convert_args {
     const char *in, *out;
     bool list_ops;
     milk_input_shape shapes[MAX_SHAPES];
+    const char *freeze_specs[MAX_FREEZE]; /* "NAME=FILE.npy", read later */
+    milk_frozen_input freeze[MAX_FREEZE];
+    milk_array freeze_data[MAX_FREEZE];
     const char *enable[MAX_IDS], *disable[MAX_IDS];
     const char *keep[MAX_KEEP];
     milk_rule_options rules;
@@ -97,6 +104,11 @@ static int parse_option(milk_ctx *ctx, int argc, char **argv, int *i,
         if (milk_input_shape_parse(ctx, v, s) != MILK_OK)
             return cli_usage(convert_usage, "%s", milk_ctx_error(ctx));
         a->params.n_input_shapes++;
+    } else if (cli_opt(argc, argv, i, "--freeze", &v)) {
+        if (!v || !strchr(v, '=') || v[0] == '=' || a->params.n_freeze == MAX_FREEZE)
+            return cli_usage(convert_usage, "--freeze takes NAME=FILE.npy (at most %d)",
+                             MAX_FREEZE);
+        a->freeze_specs[a->params.n_freeze++] = v;
     } else if (parse_deploy(argc, argv, i, a, &rc)) {
         return rc;
     } else {
@@ -109,6 +121,7 @@ static int parse_args(milk_ctx *ctx, int argc, char **argv, convert_args *a)
 {
     memset(a, 0, sizeof *a);
     a->params.input_shapes = a->shapes;
+    a->params.freeze = a->freeze;
     a->params.keep_fp32 = a->keep;
     a->params.rules = &a->rules;
     a->rules.enable = a->enable;
@@ -217,6 +230,58 @@ static void print_kept(const convert_args *a, const milk_convert_stats *st)
     printf("\n");
 }
 
+/* ---- frozen inputs ------------------------------------------------------------------ */
+
+/* Read the .npy of each --freeze into a->freeze (names point into argv,
+ * whose strings are ours to modify: C11 5.1.2.2.1). */
+static milk_status read_frozen(milk_ctx *ctx, convert_args *a)
+{
+    for (int i = 0; i < a->params.n_freeze; i++) {
+        char *spec = (char *)a->freeze_specs[i], *eq = strchr(spec, '=');
+        *eq = 0;
+        MILK_TRY(milk_npy_read(ctx, eq + 1, &a->freeze_data[i]));
+        a->freeze[i] = (milk_frozen_input){spec, a->freeze_data[i].type,
+                                           a->freeze_data[i].data, eq + 1};
+    }
+    return MILK_OK;
+}
+
+static void release_frozen(convert_args *a)
+{
+    for (int i = 0; i < a->params.n_freeze; i++) milk_array_release(&a->freeze_data[i]);
+}
+
+/* ---- the summary ------------------------------------------------------------------- */
+
+static void print_shape(const milk_tensor_type *t)
+{
+    printf("%s [", milk_dtype_name(t->dtype));
+    for (int i = 0; i < t->rank; i++) printf("%s%lld", i ? ", " : "", (long long)t->dims[i]);
+    printf("]");
+}
+
+/* What changed at the model's boundary, and the inputs frozen. */
+static void print_boundary(const convert_args *a, const milk_convert_stats *st)
+{
+    if (st->int64_io)
+        printf("  note: int64 became int32 (MIL has no int64): %s\n", st->note);
+    if (st->bool_io)
+        printf("  note: bool I/O declared int32, cast inside (Core ML has no bool "
+               "model I/O): %s\n", st->bool_note);
+    if (st->scalar_io)
+        printf("  note: scalar I/O declared [1], squeezed or expanded inside (Core "
+               "ML model I/O has rank >= 1): %s\n", st->scalar_note);
+    if (st->identity_outputs)
+        printf("  note: outputs no op computes, produced by identity (Core ML "
+               "outputs are op outputs): %s\n", st->identity_note);
+    for (int i = 0; i < a->params.n_freeze; i++) {
+        printf("  %-15s %s = %s (", i ? "" : "frozen:", a->freeze[i].name,
+               a->freeze[i].origin);
+        print_shape(&a->freeze[i].type);
+        printf("), now a constant\n");
+    }
+}
+
 static void summarize(const convert_args *a, const milk_program *p,
                       const milk_convert_stats *st, const milk_rule_report *r,
                       double seconds)
@@ -232,8 +297,7 @@ static void summarize(const convert_args *a, const milk_program *p,
            st->mil_consts, st->folded);
     printf("  weights:        %llu bytes (%.2f MB)\n",
            (unsigned long long)st->weight_bytes, (double)st->weight_bytes / 1e6);
-    if (st->int64_io)
-        printf("  note: int64 became int32 (MIL has no int64): %s\n", st->note);
+    print_boundary(a, st);
     print_kept(a, st);
     print_rules(a, r);
     printf("  time:           %.3f s\n", seconds);
@@ -260,12 +324,14 @@ int cmd_convert(milk_ctx *ctx, int argc, char **argv)
     milk_rule_report *r = NULL;
     a.params.stats = &st;
     double t0 = now();
-    milk_status s = milk_rule_report_create(ctx, &r);
+    milk_status s = read_frozen(ctx, &a);
+    if (s == MILK_OK) s = milk_rule_report_create(ctx, &r);
     a.params.report = r;
     if (s == MILK_OK) s = milk_onnx_convert(ctx, a.in, &a.params, &p);
     if (s == MILK_OK) s = milk_program_save(ctx, p, a.out);
     if (s == MILK_OK) summarize(&a, p, &st, r, now() - t0);
     milk_rule_report_free(r);
     milk_program_free(p);
+    release_frozen(&a);
     return s == MILK_OK ? 0 : cli_fail(ctx, s);
 }

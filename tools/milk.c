@@ -77,11 +77,13 @@ static const struct {
                        "      print the program as model.mil text"},
     {"diff", cmd_diff, "diff A.mlpackage B.mlpackage [-U N]\n"
                        "      compare two programs as model.mil text (constants by content)"},
+    {"ops", cmd_ops, "ops [--markdown]\n"
+                     "      list the MIL ops milk knows, their inputs and kernels"},
     {"convert", cmd_convert,
      "convert IN.onnx -o OUT.mlpackage [--target ios15|ios16|ios17|ios18]\n"
      "      [--precision fp16|fp32] [--input-shape NAME=d0,d1,... ...] [--list-ops]\n"
      "      [--compute-units all|cpu_only|cpu_and_gpu|cpu_and_ne] [--disable-rule ID|all]\n"
-     "      [--enable-rule ID] [--keep-fp32 NAME,...]\n"
+     "      [--enable-rule ID] [--keep-fp32 NAME,...] [--freeze NAME=FILE.npy ...]\n"
      "      convert an ONNX model to a Core ML ML Program package"},
     {"run", cmd_run, "run PKG --input NAME=FILE.npy ... --output OUT.npz\n"
                      "      [--precision as-declared|fp32] [--keep-all] [--reference]\n"

@@ -2,41 +2,34 @@
 """onnx_conformance.py: runs ONNX's own backend node tests through milk and
 writes docs/onnx-conformance.md.
 
-For every test under the ONNX test data directory (Debian's
-libonnx-testdata: /usr/share/libonnx-testdata/data/node/test_*) whose ops
-are all in milk's lowering table (`milk convert --list-ops`), the script
-converts model.onnx at fp32 (`milk convert --precision fp32`), runs every
-test_data_set_* with `milk run` (inputs from input_*.pb, expected values
-from output_*.pb, read with onnx.numpy_helper) and compares with ONNX's
-backend-test tolerance: rtol 1e-3, atol 1e-7 for floats, exact for integers
-and bools; shapes must match; int64 expected values are compared with
-milk's int32 by value. The expected values come from ONNX, never from milk.
+A test applies when every op of its model (subgraphs included) is in
+milk's lowering table (`milk convert --list-ops`) and its model's opset is
+7 to 18. Each applicable test counts in the pass rate, whatever happens to
+it, with one exception, listed apart: a test whose model has an input or
+output of a type no Core ML model can have (double, 8- and 16-bit and
+unsigned integers, bfloat16, strings, sequences, optionals). Those are run
+all the same and their results shown, but not counted.
 
-The backend tests are written for runtimes that take any tensor as a model
-input. A Core ML model cannot: its inputs and outputs are float or int32
-arrays of rank 1 or more, and milk needs shapes, axes, pads and the like
-as constants. When milk refuses a test's model for one of these reasons,
-and only then, the script adapts the model the way coremltools adapts
-model I/O, and says so in the document (column "harness"):
+For each test the script converts model.onnx at fp32 (`milk convert
+--precision fp32`), runs every test_data_set_* with `milk run` (inputs
+from input_*.pb, expected values from output_*.pb, read with
+onnx.numpy_helper) and compares with ONNX's backend-test tolerance: rtol
+1e-3, atol 1e-7 for floats, exact for integers and bools; shapes must
+match; int64 expected values are compared with milk's int32 by value. The
+expected values come from ONNX, never from milk. The model file is never
+edited.
 
-  frozen: NAME      the input becomes an initializer holding the data set's
-                    value (milk said it must be a constant, or it is an
-                    empty tensor);
-  bool I/O: NAME    a bool input is fed as int32 through Cast(to=BOOL), a
-                    bool output read through Cast(to=INT32), compared
-                    exactly;
-  scalar I/O: NAME  a scalar input is fed as [1] through Reshape, a scalar
-                    output read through Reshape to [1] and compared with
-                    the expected value as [1].
-
-Tests with an op outside the table are not applicable: they are counted,
-one line per missing op, not listed one by one. Tests whose model is at an
-opset milk does not convert, or has an input or output of a data type
-Core ML models cannot take (double, 8- and 16-bit and unsigned integers,
-strings, sequences), are run and listed apart, outside the pass rate; so
-are the tests whose model, once shapes are static, computes nothing at
-run time (an output is a constant, or a graph input passed through), which
-milk refuses to convert: a Core ML output must be computed by an op.
+Core ML model I/O is float or int32 arrays of rank 1 or more, and milk
+converts the boundary the way coremltools does: a bool input or output is
+declared int32 (so the script feeds bool data as int32 and compares a bool
+output's 0/1 values exactly), a scalar one is declared [1] (so a scalar
+input is fed as [1] and a scalar output compared as [1]). milk needs
+shapes, axes, pads, scales and the like at conversion time: when milk says
+an input must be a constant (or it is an empty tensor, which no Core ML
+input can be), the script passes the data set's value with `milk convert
+--freeze NAME=FILE.npy`; when milk says a model left without inputs needs
+iOS18, the script converts with `--target ios18`. The document says so for
+each test (column "harness").
 
     tools/onnx_conformance.py [--milk build/milk] [--out docs/onnx-conformance.md]
                               [--data DIR] [--jobs 2] [--only SUBSTRING]
@@ -55,15 +48,23 @@ import tempfile
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, numpy_helper
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DATA = pathlib.Path("/usr/share/libonnx-testdata/data/node")
 RTOL, ATOL = 1e-3, 1e-7
 TIMEOUT = 120      # seconds per milk command; none of these tests comes close
-MAX_ROUNDS = 8     # conversions per data set while adapting the model
+MAX_ROUNDS = 8     # conversions per data set while finding inputs to freeze
+# The opsets whose tests count. Fixed here rather than read from milk, so
+# that narrowing what milk converts cannot shrink the denominator; ONNX
+# 1.12's data goes up to opset 17.
+OPSETS = (7, 18)
+# What Core ML model I/O can be, at milk's boundary (int64 becomes int32,
+# bool int32): any other element type cannot be a model input or output.
 IO_DTYPES = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.INT32,
              TensorProto.INT64, TensorProto.BOOL}
+NOT_TENSOR = {"sequence_type": "a sequence", "optional_type": "an optional",
+              "map_type": "a map", "sparse_tensor_type": "a sparse tensor"}
 
 
 # ---- which tests apply ------------------------------------------------------------
@@ -74,14 +75,6 @@ def lowered_ops(milk):
     r = subprocess.run([milk, "convert", "--list-ops"], capture_output=True,
                        text=True, check=True)
     return {line.split()[0] for line in r.stdout.splitlines() if line.strip()}
-
-
-def opset_range():
-    """The opsets of the default domain milk converts (src/onnx/convert.c)."""
-    src = (ROOT / "src" / "onnx" / "convert.c").read_text()
-    lo = re.search(r"#define MIN_OPSET (\d+)", src)
-    hi = re.search(r"#define MAX_OPSET (\d+)", src)
-    return int(lo.group(1)) if lo else 7, int(hi.group(1)) if hi else 21
 
 
 def graph_ops(graph):
@@ -103,17 +96,21 @@ def model_io(model):
     return inputs, list(model.graph.output)
 
 
-def outside_limits(model, opsets):
-    """Why milk does not take this model by design, or None."""
-    v = max([o.version for o in model.opset_import if o.domain in ("", "ai.onnx")],
-            default=1)
-    if not opsets[0] <= v <= opsets[1]:
-        return f"opset {v} (milk converts {opsets[0]} to {opsets[1]})"
+def model_opset(model):
+    return max([o.version for o in model.opset_import if o.domain in ("", "ai.onnx")],
+               default=1)
+
+
+def io_limits(model):
+    """Why no Core ML model can have this model's inputs or outputs, or
+    None."""
     inputs, outputs = model_io(model)
     for kind, vis in (("input", inputs), ("output", outputs)):
         for vi in vis:
-            if not vi.type.HasField("tensor_type"):
-                return f"{kind} '{vi.name}' is not a tensor"
+            field = vi.type.WhichOneof("value")
+            if field != "tensor_type":
+                what = NOT_TENSOR.get(field, "not a tensor")
+                return f"{kind} '{vi.name}' is {what}, which Core ML model I/O cannot be"
             t = vi.type.tensor_type.elem_type
             if t not in IO_DTYPES:
                 return (f"{kind} '{vi.name}' is {TensorProto.DataType.Name(t)}, "
@@ -121,29 +118,33 @@ def outside_limits(model, opsets):
     return None
 
 
-def survey(data, table, opsets, only):
-    """(tests to count, [(test, reason)] outside milk's limits,
-    {missing op: tests needing it}, number of tests not applicable)."""
-    counted, limits, missing, n_na = [], [], {}, 0
+def survey(data, table, only):
+    """(tests to count, [(test, reason)] listed apart, {missing op: tests
+    needing it}, {opset outside OPSETS: tests}, number of tests not
+    applicable)."""
+    counted, apart, missing, opsets, n_na = [], [], {}, {}, 0
     for d in sorted(p for p in data.iterdir() if (p / "model.onnx").exists()):
         if only and only not in d.name:
             continue
         m = onnx.load(str(d / "model.onnx"), load_external_data=False)
         lacking = sorted(graph_ops(m.graph) - table)
-        if lacking:
+        v = model_opset(m)
+        if lacking or not OPSETS[0] <= v <= OPSETS[1]:
             n_na += 1
             for op in lacking:
                 missing[op] = missing.get(op, 0) + 1
+            if not lacking:
+                opsets[v] = opsets.get(v, 0) + 1
             continue
-        why = outside_limits(m, opsets)
+        why = io_limits(m)
         if why:
-            limits.append((d, why))
+            apart.append((d, why))
         else:
             counted.append(d)
-    return counted, limits, missing, n_na
+    return counted, apart, missing, opsets, n_na
 
 
-# ---- adapting a model to what Core ML takes ----------------------------------------
+# ---- inputs milk needs at conversion time -----------------------------------------
 
 
 def mil_name(onnx_name):
@@ -151,86 +152,6 @@ def mil_name(onnx_name):
     docs/coreml-format.md section 6)."""
     s = re.sub(r"[^A-Za-z0-9_]", "_", onnx_name)
     return s if re.match(r"[A-Za-z_]", onnx_name) else "var_" + s
-
-
-def rename_uses(nodes, old, new):
-    for n in nodes:
-        for i, name in enumerate(n.input):
-            if name == old:
-                n.input[i] = new
-
-
-def empty_plan():
-    return {"freeze": set(), "bool_in": set(), "bool_out": set(),
-            "scalar_in": set(), "scalar_out": set()}
-
-
-def adapt(model, feeds, plan):
-    """A copy of model with plan applied: plan["freeze"] inputs become
-    initializers holding feeds' values; "scalar_in" inputs are declared
-    [1] and reshaped to a scalar, "bool_in" ones declared int32 and cast to
-    bool; "bool_out" outputs are cast to int32 and "scalar_out" ones
-    reshaped to [1]."""
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    g = m.graph
-    body = list(g.node)
-    head, tail = [], []
-    for name in sorted(plan["freeze"]):
-        keep = [vi for vi in g.input if vi.name != name]
-        del g.input[:]
-        g.input.extend(keep)
-        g.initializer.append(numpy_helper.from_array(feeds[name], name))
-    to_scalar = numpy_helper.from_array(np.zeros(0, np.int64), "harness__scalar_shape")
-    to_one = numpy_helper.from_array(np.ones(1, np.int64), "harness__one_shape")
-    for vi in g.input:
-        cur, tt = vi.name, vi.type.tensor_type
-        if vi.name in plan["scalar_in"]:
-            head.append(helper.make_node("Reshape", [cur, to_scalar.name],
-                                         [vi.name + "__scalar"]))
-            cur = vi.name + "__scalar"
-            tt.shape.CopyFrom(onnx.TensorShapeProto(
-                dim=[onnx.TensorShapeProto.Dimension(dim_value=1)]))
-        if vi.name in plan["bool_in"]:
-            head.append(helper.make_node("Cast", [cur], [vi.name + "__bool"],
-                                         to=TensorProto.BOOL))
-            cur = vi.name + "__bool"
-            tt.elem_type = TensorProto.INT32
-        rename_uses(body, vi.name, cur)
-    for vo in g.output:
-        cur, tt = vo.name, vo.type.tensor_type
-        inner = vo.name + "__inner"
-        if vo.name not in plan["bool_out"] | plan["scalar_out"]:
-            continue
-        for n in body:
-            for i, name in enumerate(n.output):
-                if name == vo.name:
-                    n.output[i] = inner
-        rename_uses(body, vo.name, inner)
-        cur = inner
-        if vo.name in plan["bool_out"]:
-            nxt = vo.name if vo.name not in plan["scalar_out"] else vo.name + "__int"
-            tail.append(helper.make_node("Cast", [cur], [nxt], to=TensorProto.INT32))
-            cur = nxt
-            tt.elem_type = TensorProto.INT32
-        if vo.name in plan["scalar_out"]:
-            tail.append(helper.make_node("Reshape", [cur, to_one.name], [vo.name]))
-            tt.shape.CopyFrom(onnx.TensorShapeProto(
-                dim=[onnx.TensorShapeProto.Dimension(dim_value=1)]))
-    if plan["scalar_in"]:
-        g.initializer.append(to_scalar)
-    if plan["scalar_out"]:
-        g.initializer.append(to_one)
-    del g.node[:]
-    g.node.extend(head + body + tail)
-    return m
-
-
-def graph_input(name, input_names):
-    """The graph input a name milk reports stands for (the harness's own
-    helper tensors carry the input's name and a __ suffix)."""
-    base = name.split("__")[0] if "__" in name else name
-    return base if base in input_names else None
 
 
 def input_ancestors(graph, name, input_names):
@@ -248,38 +169,15 @@ def input_ancestors(graph, name, input_names):
     return found
 
 
-def refusals(stderr, model, input_names):
-    """What to adapt after milk refused the model, read from its message:
-    a dict of name sets as in empty_plan(). A value milk needs at
-    conversion time freezes the graph inputs it is computed from."""
-    new = empty_plan()
-    for name in re.findall(r"input '([^']+)' is a scalar", stderr):
-        new["scalar_in"].add(name)
-    for name in re.findall(r"output '([^']+)' is a scalar", stderr):
-        new["scalar_out"].add(name)
+def to_freeze(stderr, model, input_names):
+    """The graph inputs to give milk with --freeze after it refused the
+    model: those it says must be constants, or those a value it says must
+    be a constant is computed from."""
+    found = set()
     for name in re.findall(r"input \d+ \('([^']+)'\) must be a constant", stderr):
-        if graph_input(name, input_names):
-            new["freeze"].add(graph_input(name, input_names))
-        else:
-            new["freeze"] |= input_ancestors(model.graph, name, input_names)
-    for name in re.findall(r"input '([^']+)' has data type BOOL", stderr):
-        new["bool_in"].add(name)
-    for name in re.findall(r"output '([^']+)' is a bool tensor", stderr):
-        new["bool_out"].add(name)
-    return new
-
-
-def plan_note(plan):
-    parts = []
-    if plan["freeze"]:
-        parts.append("frozen: " + ", ".join(sorted(plan["freeze"])))
-    bools = sorted((plan["bool_in"] - plan["freeze"]) | plan["bool_out"])
-    if bools:
-        parts.append("bool I/O: " + ", ".join(bools))
-    scalars = sorted((plan["scalar_in"] - plan["freeze"]) | plan["scalar_out"])
-    if scalars:
-        parts.append("scalar I/O: " + ", ".join(scalars))
-    return "; ".join(parts)
+        found |= {name} if name in input_names else \
+            input_ancestors(model.graph, name, input_names)
+    return found
 
 
 # ---- one test ----------------------------------------------------------------------
@@ -341,7 +239,7 @@ def run_cmd(args):
 
 
 class Case:
-    """One test: its model, where it runs, and the adaptations made so far
+    """One test: its model, where it runs, and the inputs frozen so far
     (kept from one data set to the next)."""
 
     def __init__(self, milk, test_dir, tmp):
@@ -349,34 +247,48 @@ class Case:
         self.model = onnx.load(str(test_dir / "model.onnx"), load_external_data=False)
         self.inputs, self.outputs = model_io(self.model)
         self.names = {vi.name for vi in self.inputs}
-        self.plan = empty_plan()
+        self.frozen = set()
+        self.target = None  # --target, when milk says the default cannot be
+
+    def convert_args(self, feeds, pkg):
+        args = [self.milk, "convert", self.dir / "model.onnx", "-o", pkg,
+                "--precision", "fp32"]
+        if self.target:
+            args += ["--target", self.target]
+        for k, vi in enumerate(self.inputs):
+            if vi.name in self.frozen:
+                path = self.tmp / f"frozen{k}.npy"
+                np.save(path, feeds[vi.name])
+                args += ["--freeze", f"{vi.name}={path}"]
+            elif vi.name in feeds and not is_static(vi):
+                dims = ",".join(str(d) for d in feeds[vi.name].shape)
+                args += ["--input-shape", f"{vi.name}={dims}"]
+        return args
 
     def convert(self, feeds, pkg):
-        """Convert, adapting the model while milk refuses it for what
-        Core ML model I/O cannot be; returns milk's error or ""."""
+        """Convert, freezing the inputs milk needs at conversion time (and
+        at the target milk asks for a model left without inputs); returns
+        milk's error or ""."""
         for name, arr in feeds.items():
             if name in self.names and arr.size == 0:
-                self.plan["freeze"].add(name)  # no empty Core ML inputs
+                self.frozen.add(name)  # no empty Core ML inputs
         for _ in range(MAX_ROUNDS):
-            path = self.tmp / "model.onnx"  # messages name model.onnx
-            onnx.save(adapt(self.model, feeds, self.plan), str(path))
-            args = [self.milk, "convert", path, "-o", pkg, "--precision", "fp32"]
-            for vi in self.inputs:
-                if vi.name in feeds and vi.name not in self.plan["freeze"] \
-                        and not is_static(vi):
-                    dims = ",".join(str(d) for d in feeds[vi.name].shape)
-                    args += ["--input-shape", f"{vi.name}={dims}"]
-            r = run_cmd(args)
+            r = run_cmd(self.convert_args(feeds, pkg))
             if r.returncode == 0:
                 return ""
-            new = refusals(r.stderr, self.model, self.names & set(feeds))
-            grew = False
-            for k in new:
-                grew |= bool(new[k] - self.plan[k])
-                self.plan[k] |= new[k]
-            if not grew:
+            new = to_freeze(r.stderr, self.model, self.names & set(feeds)) - self.frozen
+            target = re.search(r"no inputs?.*convert with --target (ios\d+)", r.stderr)
+            if not new and not (target and not self.target):
                 return clean(r.stderr or r.stdout, self.tmp, self.dir)
-        return "the model kept needing adaptation"
+            self.frozen |= new
+            if target and not new:
+                self.target = target.group(1)
+        return "the model kept needing inputs frozen"
+
+    def note(self):
+        """The harness column: the milk options the test needed."""
+        parts = ["--freeze " + ", ".join(sorted(self.frozen))] if self.frozen else []
+        return "; ".join(parts + ([f"--target {self.target}"] if self.target else []))
 
     def run(self, ds):
         """"" if data set ds passes, else the reason."""
@@ -390,12 +302,12 @@ class Case:
             return "convert: " + err
         args = [self.milk, "run", pkg, "--output", self.tmp / "out.npz"]
         for i, (name, arr) in enumerate(feeds.items()):
-            if name in self.plan["freeze"]:
+            if name in self.frozen:
                 continue
             path = self.tmp / f"in{i}.npy"
-            if name in self.plan["scalar_in"]:
-                arr = arr.reshape(1)
-            np.save(path, arr.astype(np.int32) if arr.dtype == bool else arr)
+            # milk declares bool inputs int32 and scalars [1]
+            arr = arr.astype(np.int32) if arr.dtype == bool else arr
+            np.save(path, arr.reshape(1) if arr.ndim == 0 else arr)
             args += ["--input", f"{mil_name(name)}={path}"]
         r = run_cmd(args)
         if r.returncode != 0:
@@ -405,9 +317,9 @@ class Case:
         for k, p in enumerate(pb_files(ds, "output")):
             name, want = load_pb(p)
             name = name or self.outputs[k].name
-            if name in self.plan["scalar_out"]:
-                want = want.reshape(1)
-            why = compare(name, want, got.get(mil_name(name)))
+            # milk declares scalar outputs [1]
+            why = compare(name, want.reshape(1) if want.ndim == 0 else want,
+                          got.get(mil_name(name)))
             if why:
                 return "mismatch: " + why
         return ""
@@ -432,19 +344,12 @@ def run_test(job):
                 if len(sets) > 1:
                     why = f"{why} ({ds.name})"
                 break
-        return test_dir.name, ops, plan_note(case.plan), why or "pass"
+        return test_dir.name, ops, case.note(), why or "pass"
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 # ---- the document --------------------------------------------------------------------
-
-
-def computes_nothing(result):
-    """milk refused the model because an output is a constant or a graph
-    input once shapes are static (src/onnx/convert.c, add_output)."""
-    return result.startswith("convert:") and \
-        "is a constant or a graph input, not computed by the model" in result
 
 
 def table(rows):
@@ -453,7 +358,7 @@ def table(rows):
     return out
 
 
-def render(results, limited, idle, missing, n_na, data):
+def render(results, apart, missing, opsets, n_na, data):
     n = len(results)
     passed = sum(1 for *_, r in results if r == "pass")
     pct = 100.0 * passed / n if n else 0.0
@@ -461,6 +366,7 @@ def render(results, limited, idle, missing, n_na, data):
     for *_, r in results:
         if r != "pass":
             kinds[r.split(":")[0]] = kinds.get(r.split(":")[0], 0) + 1
+    n_ops = n_na - sum(opsets.values())
     out = ["# ONNX conformance",
            "",
            "Generated by `tools/onnx_conformance.py` (do not edit by hand; "
@@ -468,19 +374,25 @@ def render(results, limited, idle, missing, n_na, data):
            "the script finds). The tests are ONNX's backend node tests "
            f"(`{data}`, Debian's libonnx-testdata). A test applies when every "
            "op of its model is in milk's lowering table (`milk convert "
-           "--list-ops`); its model is converted at fp32 and each data set is "
-           "run with `milk run` and compared with ONNX's expected outputs: "
+           f"--list-ops`) and its opset is {OPSETS[0]} to {OPSETS[1]}; every "
+           "applicable test counts, except those listed apart because their "
+           "model has an input or output of a type no Core ML model can have. "
+           "The model file is converted as it is, at fp32, and each data set "
+           "is run with `milk run` and compared with ONNX's expected outputs: "
            f"rtol {RTOL}, atol {ATOL} for floats, exact for integers and bools, "
            "shapes equal (int64 expected values against milk's int32 by value).",
            "",
-           "Column *harness*: how the model was adapted after milk refused it "
-           "for what a Core ML model input or output cannot be. *frozen*: the "
-           "input became an initializer holding the data set's value (milk "
-           "needs it at conversion time, or it is an empty tensor); *bool "
-           "I/O*: a bool input fed as int32 through Cast(to=BOOL), or a bool "
-           "output read through Cast(to=INT32), compared exactly; *scalar "
-           "I/O*: a scalar input fed as [1] through Reshape, or a scalar "
-           "output read through Reshape to [1].",
+           "At the model's boundary milk does what coremltools does: bool "
+           "inputs and outputs are declared int32 (fed as int32, compared "
+           "exactly), scalar ones are declared [1] (fed and compared as [1]), "
+           "and an output no op computes (a constant, a graph input) is "
+           "produced by `identity`. Column *harness*: the `milk convert` "
+           "options a test needed. `--freeze NAME`: the data set's value of "
+           "input NAME was given to `--freeze` because milk needs it at "
+           "conversion time (a shape, axes, pads, scales...) or because it is "
+           "empty (no Core ML input is). `--target ios18`: the model has no "
+           "input left (none, or all frozen), which Core ML takes from iOS18 "
+           "on; the other tests convert for milk's default target, iOS17.",
            "",
            "## Summary",
            "",
@@ -490,9 +402,11 @@ def render(results, limited, idle, missing, n_na, data):
            f"| passed | {passed} ({pct:.1f}%) |",
            f"| failed | {n - passed} |"]
     out += [f"| failed: {k} | {kinds[k]} |" for k in sorted(kinds)]
-    out += [f"| outside milk's limits (listed apart, not counted) | {len(limited)} |",
-            f"| computing nothing at run time (listed apart, not counted) | {len(idle)} |",
-            f"| not applicable (an op outside the table) | {n_na} |",
+    out += [f"| I/O types no Core ML model can have (listed apart, not counted) | "
+            f"{len(apart)} |",
+            f"| not applicable: an op outside the table | {n_ops} |",
+            f"| not applicable: opset outside {OPSETS[0]}..{OPSETS[1]} | "
+            f"{sum(opsets.values())} |",
             "",
             "## Applicable tests",
             "",
@@ -501,24 +415,13 @@ def render(results, limited, idle, missing, n_na, data):
             ""]
     out += table(results)
     out += ["",
-            "## Outside milk's limits",
+            "## I/O types no Core ML model can have",
             "",
-            "Every op is in the table, but the model is at an opset milk does "
-            "not convert, or has an input or output of a data type Core ML "
-            "model I/O cannot be. Run all the same, not counted above.",
+            "Every op is in the table, but an input or output of the model is "
+            "of a type Core ML model I/O cannot be (column *harness* says "
+            "which). Run all the same, not counted above.",
             ""]
-    out += table(limited)
-    out += ["",
-            "## Computing nothing at run time",
-            "",
-            "Every op is in the table, but once shapes are static an output of "
-            "the model is a constant or one of its inputs passed through (Shape, "
-            "Size, Constant, Identity, one-input Sum...). milk refuses such a "
-            "model, as a Core ML output must be computed by an op; listed here "
-            "with milk's message, not counted above. A test that converts "
-            "moves back to the counted ones by itself.",
-            ""]
-    out += table(idle)
+    out += table(apart)
     out += ["",
             "## Not applicable",
             "",
@@ -528,6 +431,13 @@ def render(results, limited, idle, missing, n_na, data):
             "| op | tests |",
             "|---|---:|"]
     out += [f"| {op} | {missing[op]} |" for op in sorted(missing)]
+    out += ["",
+            f"Tests whose ops are all in the table, at an opset outside "
+            f"{OPSETS[0]}..{OPSETS[1]}:",
+            "",
+            "| opset | tests |",
+            "|---|---:|"]
+    out += [f"| opset {v} | {opsets[v]} |" for v in sorted(opsets)]
     return "\n".join(out) + "\n"
 
 
@@ -541,24 +451,20 @@ def main(argv=None):
     ap.add_argument("--only", default="", help="only tests whose name contains this")
     a = ap.parse_args(argv)
     data = pathlib.Path(a.data)
-    counted, limits, missing, n_na = survey(data, lowered_ops(a.milk), opset_range(),
-                                            a.only)
-    jobs = [(a.milk, d) for d in counted] + [(a.milk, d) for d, _ in limits]
+    counted, apart, missing, opsets, n_na = survey(data, lowered_ops(a.milk), a.only)
+    jobs = [(a.milk, d) for d in counted] + [(a.milk, d) for d, _ in apart]
     with multiprocessing.Pool(max(1, a.jobs)) as pool:
         done = pool.map(run_test, jobs, chunksize=4)
-    results, limited = done[:len(counted)], done[len(counted):]
-    limited = [(name, ops, why, r) for (name, ops, _, r), (_, why)
-               in zip(limited, limits)]
-    idle = [t for t in results if computes_nothing(t[3])]
-    results = [t for t in results if not computes_nothing(t[3])]
-    doc = render(results, limited, idle, missing, n_na, data)
+    results, listed = done[:len(counted)], done[len(counted):]
+    listed = [(name, ops, why, r) for (name, ops, _, r), (_, why) in zip(listed, apart)]
+    doc = render(results, listed, missing, opsets, n_na, data)
     tmp = pathlib.Path(a.out + ".tmp")
     tmp.write_text(doc)
     tmp.replace(a.out)  # never a half-written document
     passed = sum(1 for *_, r in results if r == "pass")
     print(f"{a.out}: {passed} of {len(results)} applicable tests pass "
-          f"({100.0 * passed / max(1, len(results)):.1f}%); {len(limits)} outside "
-          f"milk's limits; {len(idle)} computing nothing; {n_na} not applicable")
+          f"({100.0 * passed / max(1, len(results)):.1f}%); {len(apart)} listed apart "
+          f"(I/O types); {n_na} not applicable")
     return 0
 
 

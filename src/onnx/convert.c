@@ -1,10 +1,10 @@
 /* convert.c: milk_onnx_convert, the ONNX-to-MIL driver. It loads the
  * model, reserves a MIL name for every tensor, declares the graph inputs
- * with static shapes, lowers the nodes in order through the lowering table
+ * (convert_io.c), lowers the nodes in order through the lowering table
  * (lower.def), collecting every node it cannot lower into one error, sets
- * the outputs, and runs the passes: dead code, fp16 (with the ops kept in
- * fp32), the general simplifications, and the Core ML defect rules for
- * the compute units asked for. */
+ * the outputs (convert_io.c), and runs the passes: dead code, fp16 (with
+ * the ops kept in fp32), the general simplifications, and the Core ML
+ * defect rules for the compute units asked for. */
 #include "convert.h"
 #include "../passes/passes.h"
 #include "../passes/rules.h"
@@ -94,138 +94,6 @@ static void node_label(const milk_onnx_node *n, int idx, char *buf, size_t cap)
     else
         snprintf(buf, cap, "node #%d (%s, output '%s')", idx, type,
                  n->n_outputs ? n->outputs[0] : "");
-}
-
-/* ---- graph inputs ------------------------------------------------------------ */
-
-static milk_status input_dtype(milk_cv *c, const milk_onnx_value_info *vi,
-                               milk_dtype *dt)
-{
-    if (vi->kind != MILK_ONNX_VALUE_TENSOR)
-        return milk_errorf(c->ctx, MILK_ERR_UNSUPPORTED,
-                           "input '%s' is not a tensor", vi->name);
-    switch (vi->elem_type) {
-    case MILK_ONNX_FLOAT: *dt = MILK_DTYPE_FP32; return MILK_OK;
-    case MILK_ONNX_FLOAT16: *dt = MILK_DTYPE_FP16; return MILK_OK;
-    case MILK_ONNX_INT32: *dt = MILK_DTYPE_INT32; return MILK_OK;
-    case MILK_ONNX_INT64: *dt = MILK_DTYPE_INT32; return MILK_OK;
-    default: {
-        const char *nm = milk_onnx_dtype_name(vi->elem_type);
-        return milk_errorf(c->ctx, MILK_ERR_UNSUPPORTED,
-                           "input '%s' has data type %s: Core ML model inputs "
-                           "are float, float16 or int32 (int64 becomes int32)",
-                           vi->name, nm ? nm : "?");
-    }
-    }
-}
-
-/* "NAME=d0,d1,..." with '?' for unknown dims, for error messages. */
-static void shape_hint(const milk_onnx_value_info *vi, char *buf, size_t cap)
-{
-    int k = snprintf(buf, cap, "%s=", vi->name);
-    for (int i = 0; i < vi->rank && k >= 0 && (size_t)k < cap; i++) {
-        if (vi->dims[i].value >= 1)
-            k += snprintf(buf + k, cap - (size_t)k, "%s%lld", i ? "," : "",
-                          (long long)vi->dims[i].value);
-        else
-            k += snprintf(buf + k, cap - (size_t)k, "%s?", i ? "," : "");
-    }
-}
-
-static milk_status input_shape(milk_cv *c, const milk_onnx_value_info *vi,
-                               const milk_input_shape *ov, milk_tensor_type *t)
-{
-    if (ov) {
-        if (vi->rank >= 0 && vi->rank != ov->rank)
-            return milk_errorf(c->ctx, MILK_ERR_INVALID_ARG, "input '%s' has "
-                               "rank %d; the shape given has %d dims", vi->name,
-                               vi->rank, ov->rank);
-        for (int i = 0; i < ov->rank; i++) {
-            int64_t d = vi->rank >= 0 ? vi->dims[i].value : -1;
-            if (d >= 0 && d != ov->dims[i])
-                return milk_errorf(c->ctx, MILK_ERR_INVALID_ARG, "input '%s': "
-                                   "dim %d is %lld in the model, %lld given",
-                                   vi->name, i, (long long)d, (long long)ov->dims[i]);
-            t->dims[i] = ov->dims[i];
-        }
-        t->rank = ov->rank;
-        return MILK_OK;
-    }
-    if (vi->rank < 0)
-        return milk_errorf(c->ctx, MILK_ERR_INVALID_ARG, "input '%s' has no "
-                           "shape in the model: give one with --input-shape "
-                           "%s=d0,d1,...", vi->name, vi->name);
-    for (int i = 0; i < vi->rank; i++) {
-        if (vi->dims[i].value < 1) {
-            char hint[512];
-            shape_hint(vi, hint, sizeof hint);
-            return milk_errorf(c->ctx, MILK_ERR_INVALID_ARG,
-                               "input '%s': dim %d%s%s%s is dynamic; fix it "
-                               "with --input-shape %s (replace each '?')",
-                               vi->name, i, vi->dims[i].param ? " ('" : "",
-                               vi->dims[i].param ? vi->dims[i].param : "",
-                               vi->dims[i].param ? "')" : "", hint);
-        }
-        t->dims[i] = vi->dims[i].value;
-    }
-    t->rank = vi->rank;
-    return MILK_OK;
-}
-
-static void note_int64(milk_cv *c, const char *what, const char *name)
-{
-    size_t k = strlen(c->note);
-    snprintf(c->note + k, sizeof c->note - k, "%s%s '%s'", k ? ", " : "", what, name);
-    c->n_int64_io++;
-}
-
-static milk_status add_input(milk_cv *c, const milk_onnx_value_info *vi,
-                             const milk_input_shape *ov)
-{
-    milk_cv_value *v = milk_cv_value_get(c, vi->name);
-    if (!v || v->tensor) return MILK_OK; /* an initializer listed as input */
-    milk_tensor_type t = {0};
-    MILK_TRY(input_dtype(c, vi, &t.dtype));
-    MILK_TRY(input_shape(c, vi, ov, &t));
-    if (t.rank == 0)
-        return milk_errorf(c->ctx, MILK_ERR_UNSUPPORTED, "input '%s' is a "
-                           "scalar: Core ML inputs have at least one dim", vi->name);
-    if (vi->elem_type == MILK_ONNX_INT64) note_int64(c, "input", vi->name);
-    MILK_TRY(milk_function_add_input(c->ctx, c->fn, v->mil, &t, &v->var));
-    v->defined = true;
-    return MILK_OK;
-}
-
-static const milk_input_shape *find_override(const milk_convert_params *p,
-                                             const char *name)
-{
-    for (int i = 0; i < p->n_input_shapes; i++)
-        if (strcmp(p->input_shapes[i].name, name) == 0) return &p->input_shapes[i];
-    return NULL;
-}
-
-static milk_status add_inputs(milk_cv *c, const milk_convert_params *p)
-{
-    const milk_onnx_graph *g = &c->m->graph;
-    for (int i = 0; i < p->n_input_shapes; i++) {
-        bool found = false;
-        for (int k = 0; k < g->n_inputs; k++)
-            found |= strcmp(g->inputs[k].name, p->input_shapes[i].name) == 0;
-        if (!found)
-            return milk_errorf(c->ctx, MILK_ERR_INVALID_ARG, "--input-shape "
-                               "names '%s', which is not a graph input",
-                               p->input_shapes[i].name);
-    }
-    for (int i = 0; i < g->n_initializers; i++) {
-        milk_cv_value *v = milk_cv_value_get(c, g->initializers[i].name);
-        if (v) {
-            v->tensor = &g->initializers[i];
-            v->defined = true;
-        }
-    }
-    for (int i = 0; i < g->n_inputs; i++)
-        MILK_TRY(add_input(c, &g->inputs[i], find_override(p, g->inputs[i].name)));
-    return MILK_OK;
 }
 
 /* ---- nodes ------------------------------------------------------------------- */
@@ -347,33 +215,6 @@ static milk_status lower_nodes(milk_cv *c)
     return s;
 }
 
-/* ---- graph outputs ------------------------------------------------------------ */
-
-static milk_status add_output(milk_cv *c, const milk_onnx_value_info *vi)
-{
-    milk_cv_value *v = milk_cv_value_get(c, vi->name);
-    if (!v || !v->defined)
-        return milk_errorf(c->ctx, MILK_ERR_INVALID_MODEL, "output '%s' is not "
-                           "computed by any node", vi->name);
-    if (!v->var || !v->var->producer || v->var->producer->kind == MILK_OP_const_)
-        return milk_errorf(c->ctx, MILK_ERR_UNSUPPORTED, "output '%s' is a "
-                           "constant or a graph input, not computed by the model",
-                           vi->name);
-    milk_var *var = v->var;
-    for (int i = 0; i < c->b->n_outputs; i++)
-        if (c->b->outputs[i] == var)
-            return milk_errorf(c->ctx, MILK_ERR_UNSUPPORTED, "output '%s' is the "
-                               "same tensor as output '%s'", vi->name, var->name);
-    if (var->type.dtype == MILK_DTYPE_BOOL || var->type.rank == 0)
-        return milk_errorf(c->ctx, MILK_ERR_UNSUPPORTED, "output '%s' is a %s: "
-                           "Core ML outputs are float or int32 arrays", vi->name,
-                           var->type.rank == 0 ? "scalar" : "bool tensor");
-    /* an output that is another tensor unchanged (Identity) takes its name */
-    MILK_TRY(milk_var_set_name(c->ctx, var, v->mil));
-    if (vi->elem_type == MILK_ONNX_INT64) note_int64(c, "output", vi->name);
-    return milk_block_add_output(c->ctx, c->b, var);
-}
-
 /* ---- driver ------------------------------------------------------------------- */
 
 static milk_status check_opset(milk_cv *c)
@@ -429,8 +270,15 @@ static void stats_fill(milk_cv *c, milk_convert_stats *st, const milk_rule_repor
     st->onnx_nodes = c->m->graph.n_nodes;
     st->onnx_opset = c->opset;
     st->folded = c->n_folded + count_pass(r, "fold");
-    st->int64_io = c->n_int64_io;
-    snprintf(st->note, sizeof st->note, "%s", c->note);
+    st->int64_io = c->int64_io.n;
+    snprintf(st->note, sizeof st->note, "%s", c->int64_io.text);
+    st->bool_io = c->bool_io.n;
+    snprintf(st->bool_note, sizeof st->bool_note, "%s", c->bool_io.text);
+    st->scalar_io = c->scalar_io.n;
+    snprintf(st->scalar_note, sizeof st->scalar_note, "%s", c->scalar_io.text);
+    st->identity_outputs = c->identity_out.n;
+    snprintf(st->identity_note, sizeof st->identity_note, "%s", c->identity_out.text);
+    st->frozen = c->n_frozen;
     for (int i = 0; i < c->b->n_ops; i++) {
         const milk_op *op = c->b->ops[i];
         uint64_t nb = 0;
@@ -511,13 +359,11 @@ static milk_status convert(milk_cv *c, const milk_convert_params *p,
     MILK_TRY(milk_program_add_function(c->ctx, c->p, "main", &c->fn));
     c->b = milk_function_block(c->fn);
     MILK_TRY(milk_cv_names_assign(c));
-    milk_status s = add_inputs(c, p);
+    milk_status s = milk_cv_inputs_add(c, p);
     if (s != MILK_OK) return milk_error_prefix(c->ctx, "%s", c->file);
     MILK_TRY(lower_nodes(c));
-    for (int i = 0; i < c->m->graph.n_outputs; i++) {
-        s = add_output(c, &c->m->graph.outputs[i]);
-        if (s != MILK_OK) return milk_error_prefix(c->ctx, "%s", c->file);
-    }
+    s = milk_cv_outputs_add(c);
+    if (s != MILK_OK) return milk_error_prefix(c->ctx, "%s", c->file);
     milk_op **keep = NULL;
     int n_keep = 0;
     MILK_TRY(milk_cv_keep_resolve(c, p->keep_fp32, p->n_keep_fp32, &keep, &n_keep));
@@ -570,6 +416,26 @@ static milk_status check_rule_options(milk_ctx *ctx, const milk_rule_options *o)
     return check_ids(ctx, o->disable, o->n_disable, "--disable-rule");
 }
 
+/* The caller's frozen values are well formed (their names and types are
+ * checked against the model later). */
+static milk_status check_freeze(milk_ctx *ctx, const milk_convert_params *p)
+{
+    if (p->n_freeze < 0 || (p->n_freeze && !p->freeze))
+        return milk_errorf(ctx, MILK_ERR_INVALID_ARG, "bad --freeze list");
+    for (int i = 0; i < p->n_freeze; i++) {
+        const milk_frozen_input *f = &p->freeze[i];
+        int64_t n = milk_tensor_type_count(&f->type);
+        if (!f->name || !f->name[0])
+            return milk_errorf(ctx, MILK_ERR_INVALID_ARG, "--freeze: empty name");
+        if (f->type.rank < 0 || f->type.rank > MILK_MAX_RANK || n < 0 ||
+            (n > 0 && !f->data))
+            return milk_errorf(ctx, MILK_ERR_INVALID_ARG, "--freeze '%s': bad "
+                               "value (rank %d, %lld elements)", f->name,
+                               (int)f->type.rank, (long long)n);
+    }
+    return MILK_OK;
+}
+
 static milk_status check_params(milk_ctx *ctx, const milk_convert_params *p,
                                 milk_target *target)
 {
@@ -588,6 +454,7 @@ static milk_status check_params(milk_ctx *ctx, const milk_convert_params *p,
         if (!p->keep_fp32[i] || !p->keep_fp32[i][0])
             return milk_errorf(ctx, MILK_ERR_INVALID_ARG, "--keep-fp32: empty name");
     if (p->rules) MILK_TRY(check_rule_options(ctx, p->rules));
+    MILK_TRY(check_freeze(ctx, p));
     for (int i = 0; i < p->n_input_shapes; i++) {
         const milk_input_shape *s = &p->input_shapes[i];
         if (s->rank < 1 || s->rank > MILK_MAX_RANK)

@@ -42,6 +42,13 @@ void milk_strmap_free(milk_strmap *m);
 
 /* ---- converter state ------------------------------------------------- */
 
+/* What the converter changed at the model's boundary, for the summary:
+ * how many inputs and outputs, and which ("input 'x', output 'y'"). */
+typedef struct milk_cv_note {
+    int n;
+    char text[512];
+} milk_cv_note;
+
 /* One ONNX tensor. A constant (initializer or Constant node) is kept as
  * its ONNX tensor until a lowering needs it as a var, so that values read
  * at conversion time (shapes, axes, slice bounds) keep their int64 range
@@ -70,8 +77,11 @@ typedef struct milk_cv {
     milk_strmap taken;           /* MIL names reserved or handed out */
     const milk_onnx_node *node;  /* the node being lowered */
     int n_folded;                /* ops folded into consts */
-    int n_int64_io;              /* int64 graph inputs/outputs made int32 */
-    char note[512];              /* their names, for the summary */
+    milk_cv_note int64_io;       /* int64 graph inputs/outputs made int32 */
+    milk_cv_note bool_io;        /* bool ones declared int32, cast inside */
+    milk_cv_note scalar_io;      /* rank-0 ones declared [1] */
+    milk_cv_note identity_out;   /* outputs produced by identity */
+    int n_frozen;                /* graph inputs made constants */
     struct milk_cv_origin *origins; /* the node that emitted each op */
     int n_origins, cap_origins;
 } milk_cv;
@@ -88,6 +98,21 @@ const char *milk_cv_out(milk_cv *c, int i);
 /* A fresh MIL name "<output 0's name>_<what>" (with a number if taken),
  * never equal to a reserved one. NULL only when out of memory. */
 const char *milk_cv_tmp(milk_cv *c, const char *what);
+/* The same with another base: "<base>_<what>". */
+const char *milk_cv_tmp_for(milk_cv *c, const char *base, const char *what);
+
+/* ---- the model's boundary (convert_io.c) --------------------------------- */
+
+/* Declare the graph inputs with static shapes (params' overrides), make
+ * the frozen ones constants, and adapt what Core ML model inputs cannot
+ * be: bool inputs are declared int32 and cast to bool inside, rank-0
+ * inputs declared [1] and squeezed inside. */
+milk_status milk_cv_inputs_add(milk_cv *c, const milk_convert_params *p);
+/* Set the graph outputs, each named after its ONNX tensor: bool outputs
+ * cast to int32, rank-0 ones expanded to [1], and an output not computed
+ * by an op of its own (a constant, a graph input, the tensor of another
+ * output) produced by identity, since Core ML outputs are op outputs. */
+milk_status milk_cv_outputs_add(milk_cv *c);
 
 /* ---- errors -------------------------------------------------------------- */
 
@@ -120,6 +145,9 @@ milk_status milk_cv_attr_ints_n(milk_cv *c, const char *name, int n,
 
 /* True if input i of the current node is given (not omitted, not ""). */
 bool milk_cv_has(milk_cv *c, int i);
+/* The MIL var of a defined value; a constant not yet a var becomes a
+ * const named v->mil. */
+milk_status milk_cv_value_var(milk_cv *c, milk_cv_value *v, milk_var **out);
 /* Input i as a MIL var (constants become consts on first use). Fails if
  * the input is absent. */
 milk_status milk_cv_input(milk_cv *c, int i, milk_var **out);

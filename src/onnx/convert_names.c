@@ -174,6 +174,11 @@ const char *milk_cv_tmp(milk_cv *c, const char *what)
     const char *base = c->node && c->node->n_outputs && c->node->outputs[0][0]
                            ? milk_cv_out(c, 0)
                            : "tmp";
+    return base ? milk_cv_tmp_for(c, base, what) : NULL;
+}
+
+const char *milk_cv_tmp_for(milk_cv *c, const char *base, const char *what)
+{
     size_t len = strlen(base) + strlen(what) + 2;
     char *buf = milk_arena_alloc(c->a, len);
     if (!buf) return NULL;

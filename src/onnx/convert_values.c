@@ -293,16 +293,18 @@ static milk_status input_entry(milk_cv *c, int i, milk_cv_value **out)
     return MILK_OK;
 }
 
+milk_status milk_cv_value_var(milk_cv *c, milk_cv_value *v, milk_var **out)
+{
+    if (!v->var) MILK_TRY(tensor_to_var(c, v));
+    *out = v->var;
+    return MILK_OK;
+}
+
 milk_status milk_cv_input(milk_cv *c, int i, milk_var **out)
 {
     milk_cv_value *v;
     MILK_TRY(input_entry(c, i, &v));
-    if (!v->var) {
-        milk_status s = tensor_to_var(c, v);
-        if (s != MILK_OK) return s;
-    }
-    *out = v->var;
-    return MILK_OK;
+    return milk_cv_value_var(c, v, out);
 }
 
 milk_status milk_cv_input_opt(milk_cv *c, int i, milk_var **out)
@@ -331,6 +333,13 @@ bool milk_cv_is_const(milk_cv *c, int i)
     return v->var ? milk_var_const(v->var) != NULL : v->tensor != NULL;
 }
 
+static bool is_graph_input(milk_cv *c, const char *onnx)
+{
+    for (int k = 0; k < c->m->graph.n_inputs; k++)
+        if (strcmp(c->m->graph.inputs[k].name, onnx) == 0) return true;
+    return false;
+}
+
 /* Elements of constant input i, whatever holds them, into v (ints) or f
  * (doubles); at most max. */
 static milk_status const_elems(milk_cv *c, int i, int64_t *v, double *f,
@@ -341,8 +350,14 @@ static milk_status const_elems(milk_cv *c, int i, int64_t *v, double *f,
     const milk_value *cv = e->var ? milk_var_const(e->var) : NULL;
     if (!cv && !e->tensor)
         return milk_cv_unsupported(c, "input %d ('%s') must be a constant, "
-                                   "but is computed at run time",
-                                   i, c->node->inputs[i]);
+                                   "but is computed at run time%s%s%s",
+                                   i, c->node->inputs[i],
+                                   is_graph_input(c, e->onnx)
+                                       ? " (a graph input: give its value "
+                                         "with --freeze "
+                                       : "",
+                                   is_graph_input(c, e->onnx) ? e->onnx : "",
+                                   is_graph_input(c, e->onnx) ? "=FILE.npy)" : "");
     int64_t count = cv ? milk_tensor_type_count(&cv->type) : e->tensor->count;
     if (count > max)
         return milk_cv_unsupported(c, "input %d ('%s'): %lld values, at most "
