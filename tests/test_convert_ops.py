@@ -710,3 +710,25 @@ def test_asan_new_rows(milk_asan, tmp_path):
                        align_corners=False)
     l = F_.log_softmax(F_.instance_norm(t), dim=-1)
     check_float(got, torch.maximum(torch.fmod(l, 0.75), l).numpy())
+
+
+def test_integer_div_truncates_toward_zero(milk, tmp_path):
+    """ONNX integer Div is C division (toward zero), not floor division."""
+    import subprocess
+    from onnx import TensorProto, helper
+    vi = [helper.make_tensor_value_info(n, TensorProto.INT32, [8]) for n in "xyz"]
+    g = helper.make_graph([helper.make_node("Div", ["x", "y"], ["z"])], "g", vi[:2], vi[2:])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]),
+              str(tmp_path / "div.onnx"))
+    a = np.array([7, -7, 7, -7, 0, 9, -9, 100], np.int32)
+    b = np.array([2, 2, -2, -2, 3, 3, 3, -7], np.int32)
+    np.save(tmp_path / "a.npy", a)
+    np.save(tmp_path / "b.npy", b)
+    pkg = tmp_path / "div.mlpackage"
+    subprocess.run([milk, "convert", str(tmp_path / "div.onnx"), "-o", str(pkg), "--precision", "fp32"],
+                   check=True, capture_output=True)
+    subprocess.run([milk, "run", str(pkg), "--input", f"x={tmp_path / 'a.npy'}",
+                    "--input", f"y={tmp_path / 'b.npy'}", "--output", str(tmp_path / "o.npz")],
+                   check=True, capture_output=True)
+    want = np.trunc(a / b).astype(np.int32)  # C semantics: -7 / 2 = -3
+    assert np.array_equal(np.load(tmp_path / "o.npz")["z"], want)

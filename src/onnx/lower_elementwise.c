@@ -41,6 +41,23 @@ static milk_status same_dtype(milk_cv *c, milk_var *x, milk_var **y)
     return milk_cv_cast(c, milk_cv_tmp(c, "exponent"), *y, x->type.dtype, y);
 }
 
+/* ONNX's integer Div truncates toward zero, as C does; MIL's integer
+ * division at run time is floor_div, which rounds toward -inf. Exactly:
+ * x / y = sign(x) * sign(y) * floor_div(|x|, |y|). (Constant operands fold
+ * exactly in real_div's kernel, which truncates.) */
+static milk_status int_div(milk_cv *c, milk_var *x, milk_var *y)
+{
+    milk_var *ax, *ay, *q, *sx, *sy, *s, *out;
+    MILK_TRY(milk_cv_unary(c, "abs", milk_cv_tmp(c, "abs_x"), x, &ax));
+    MILK_TRY(milk_cv_unary(c, "abs", milk_cv_tmp(c, "abs_y"), y, &ay));
+    MILK_TRY(milk_lw_binary(c, "floor_div", milk_cv_tmp(c, "abs_q"), ax, ay, &q));
+    MILK_TRY(milk_cv_unary(c, "sign", milk_cv_tmp(c, "sign_x"), x, &sx));
+    MILK_TRY(milk_cv_unary(c, "sign", milk_cv_tmp(c, "sign_y"), y, &sy));
+    MILK_TRY(milk_lw_binary(c, "mul", milk_cv_tmp(c, "sign"), sx, sy, &s));
+    MILK_TRY(milk_lw_binary(c, "mul", milk_cv_out(c, 0), s, q, &out));
+    return milk_cv_set_out(c, 0, out);
+}
+
 milk_status milk_lower_binary(milk_cv *c, const milk_onnx_node *n)
 {
     const char *mil = map_name(binary_ops, MILK_ARRAY_LEN(binary_ops), n->op_type);
@@ -54,12 +71,9 @@ milk_status milk_lower_binary(milk_cv *c, const milk_onnx_node *n)
         MILK_TRY(milk_cv_unary(c, "logical_not", milk_cv_out(c, 0), out, &out));
         return milk_cv_set_out(c, 0, out);
     }
-    /* Integer division at run time: Core ML's real_div is for floats; the
-     * operands of shape arithmetic are constants and fold exactly. */
     if (strcmp(mil, "real_div") == 0 && x->type.dtype == MILK_DTYPE_INT32 &&
-        !(milk_var_const(x) && milk_var_const(y)) &&
-        milk_op_kind_from_name("floor_div") >= 0)
-        mil = "floor_div";
+        !(milk_var_const(x) && milk_var_const(y)))
+        return int_div(c, x, y);
     milk_cv_op o;
     milk_cv_op_begin(&o, c, mil, milk_cv_out(c, 0));
     milk_cv_arg(&o, "x", x);
