@@ -545,9 +545,10 @@ milk_status milk_onnx_convert(milk_ctx *ctx, const char *path,
                               milk_program **out);
 
 /* The MIL identifier for an ONNX name, by coremltools' rules: characters
- * outside [A-Za-z0-9_] become '_', a name not starting with a letter or
- * '_' gets the prefix "var_", MIL's reserved words get the suffix
- * "_workaround". Writes at most cap bytes (NUL included) to buf and
+ * outside [A-Za-z0-9_] become '_'; then a name not starting with a letter
+ * or '_' gets the prefix "var_"; MIL's reserved words get the suffix
+ * "_workaround" (so "/ln1/Add_output_0" becomes "_ln1_Add_output_0" and
+ * "0" becomes "var_0"). Writes at most cap bytes (NUL included) to buf and
  * returns the length the full name needs. */
 size_t milk_mil_name(const char *name, char *buf, size_t cap);
 

@@ -45,9 +45,11 @@ def run_pkg(milk, pkg, inputs, tmp, *args):
 
 
 def mil_name(onnx_name):
-    """coremltools' sanitizing rule (docs/coreml-format.md section 6)."""
+    """coremltools' NameSanitizer (coremltools/converters/mil/mil/passes/
+    defs/preprocess.py): replace, then prefix what does not start with a
+    letter or '_'."""
     s = re.sub(r"[^A-Za-z0-9_]", "_", onnx_name)
-    return s if re.match(r"[A-Za-z_]", onnx_name) else "var_" + s
+    return s if re.match(r"[A-Za-z_]", s) else "var_" + s
 
 
 def calibrate_batch_norm(module, shape):
@@ -213,7 +215,7 @@ def test_names_follow_onnx_tensors(milk, tmp_path, gpt2):
     convert(milk, gpt2["static"], pkg, "--precision", "fp32")
     out = run_pkg(milk, pkg, {"x": gpt2["x"]}, tmp_path, "--keep-all")
     name = mil_name("/ln1/LayerNormalization_output_0")
-    assert name == "var__ln1_LayerNormalization_output_0"
+    assert name == "_ln1_LayerNormalization_output_0"
     assert name in out, sorted(out)[:20]
     assert rel_err(out[name], gpt2["ln1"]) < 1e-4
     graph = onnx.load(str(gpt2["static"])).graph

@@ -28,7 +28,7 @@ def milk_cmd(milk, *args):
 def mil_name(onnx_name):
     """coremltools' sanitizing rule (docs/coreml-format.md section 6)."""
     s = re.sub(r"[^A-Za-z0-9_]", "_", onnx_name)
-    return s if re.match(r"[A-Za-z_]", onnx_name) else "var_" + s
+    return s if re.match(r"[A-Za-z_]", s) else "var_" + s
 
 
 def export(module, x, path):

@@ -277,6 +277,14 @@ bool milk_names_put(milk_names *n, const char *name, milk_var *v, bool *oom);
 milk_var *milk_names_get(const milk_names *n, const char *name);
 void milk_names_remove(milk_names *n, const char *name);
 
+/* coremltools' sanitizing of names (see names.c): writes at most cap bytes
+ * of the MIL identifier for `name` to buf, with `prefix` ("var_", "op_")
+ * if it would not start with a letter or '_'; returns the full length. */
+size_t milk_name_sanitize(const char *name, const char *prefix, char *buf,
+                          size_t cap);
+/* A word MIL's text format reserves (fp16, tensor, ...). */
+bool milk_name_is_reserved(const char *s);
+
 /* ---- reading constant data (src/ir/data.c) ------------------------------ */
 
 /* Byte size of a tensor value's data in its declared dtype. */

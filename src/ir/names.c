@@ -108,3 +108,55 @@ void milk_names_remove(milk_names *n, const char *name)
         n->vals[i] = NULL;
     }
 }
+
+/* ---- coremltools' name sanitizing ------------------------------------------
+ * coremltools' NameSanitizer (passes/defs/preprocess.py): every character
+ * outside [A-Za-z0-9_] becomes '_'; then a name not starting with a letter
+ * or '_' gets a prefix ("var_" for vars, "op_" for ops); then a reserved
+ * word of MIL's text format gets "_workaround". One implementation, used
+ * by the converter for ONNX names and by the `names` rule for packages. */
+
+static const char *const reserved_words[] = {
+    "any",    "bool",   "program", "func",   "tensor", "list",  "dict",
+    "tuple",  "true",   "false",   "string", "bf16",   "fp16",  "fp32",
+    "fp64",   "int8",   "int16",   "int32",  "int64",  "uint8", "uint16",
+    "uint32", "uint64", "state",
+};
+
+bool milk_name_is_reserved(const char *s)
+{
+    for (size_t i = 0; i < MILK_ARRAY_LEN(reserved_words); i++)
+        if (strcmp(s, reserved_words[i]) == 0) return true;
+    return false;
+}
+
+static bool word_char(char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+           (ch >= '0' && ch <= '9') || ch == '_';
+}
+
+size_t milk_name_sanitize(const char *name, const char *prefix, char *buf,
+                          size_t cap)
+{
+    char first = name[0] && word_char(name[0]) ? name[0] : '_';
+    bool lead = first == '_' || (first >= 'a' && first <= 'z') ||
+                (first >= 'A' && first <= 'Z');
+    size_t n = 0;
+#define PUT(ch) do { if (n + 1 < cap) buf[n] = (ch); n++; } while (0)
+    for (const char *p = lead ? "" : prefix; *p; p++) PUT(*p);
+    for (const char *p = name; *p; p++) PUT(word_char(*p) ? *p : '_');
+    if (lead) {
+        /* the reserved words are short: compare the sanitized name */
+        char w[16];
+        size_t len = strlen(name);
+        if (len < sizeof w) {
+            for (size_t i = 0; i <= len; i++) w[i] = word_char(name[i]) || !name[i] ? name[i] : '_';
+            if (milk_name_is_reserved(w))
+                for (const char *p = "_workaround"; *p; p++) PUT(*p);
+        }
+    }
+#undef PUT
+    if (cap) buf[n < cap ? n : cap - 1] = 0;
+    return n;
+}

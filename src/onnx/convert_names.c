@@ -77,34 +77,9 @@ void milk_strmap_free(milk_strmap *m)
 
 /* ---- sanitizing -------------------------------------------------------------- */
 
-static const char *const reserved_words[] = {
-    "any",    "bool",   "program", "func",  "tensor", "list",  "dict",
-    "tuple",  "true",   "false",   "string", "bf16",  "fp16",  "fp32",
-    "fp64",   "int8",   "int16",   "int32", "int64",  "uint8", "uint16",
-    "uint32", "uint64", "state",
-};
-
-static bool is_word_char(char ch)
-{
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-           (ch >= '0' && ch <= '9') || ch == '_';
-}
-
 size_t milk_mil_name(const char *name, char *buf, size_t cap)
 {
-    char first = name[0];
-    bool prefix = !((first >= 'a' && first <= 'z') ||
-                    (first >= 'A' && first <= 'Z') || first == '_');
-    size_t n = 0;
-#define PUT(ch) do { if (n + 1 < cap) buf[n] = (ch); n++; } while (0)
-    for (const char *p = prefix ? "var_" : ""; *p; p++) PUT(*p);
-    for (const char *p = name; *p; p++) PUT(is_word_char(*p) ? *p : '_');
-    for (size_t i = 0; !prefix && i < MILK_ARRAY_LEN(reserved_words); i++)
-        if (strcmp(name, reserved_words[i]) == 0)
-            for (const char *p = "_workaround"; *p; p++) PUT(*p);
-#undef PUT
-    if (cap) buf[n < cap ? n : cap - 1] = 0;
-    return n;
+    return milk_name_sanitize(name, "var_", buf, cap);
 }
 
 /* ---- reserving names for ONNX tensors ------------------------------------------ */

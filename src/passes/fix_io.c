@@ -4,28 +4,14 @@
  * inputs and outputs become int32 / shape [1], converted inside). */
 #include "rules.h"
 
-#include <ctype.h>
 
 /* ArrayFeatureType.ArrayDataType code of INT32. */
 #define ARRAY_INT32 131104
 
-static const char *const reserved[] = {
-    "any", "bool", "program", "func", "tensor", "list", "dict", "tuple",
-    "true", "false", "string", "bf16", "fp16", "fp32", "fp64", "int8",
-    "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "state",
-};
-
-static bool is_reserved(const char *s)
-{
-    for (size_t i = 0; i < MILK_ARRAY_LEN(reserved); i++)
-        if (strcmp(s, reserved[i]) == 0) return true;
-    return false;
-}
-
 /* A name coremltools would change. */
 static bool bad_name(const char *s)
 {
-    return !milk_is_identifier(s) || strchr(s, '@') || is_reserved(s);
+    return !milk_is_identifier(s) || strchr(s, '@') || milk_name_is_reserved(s);
 }
 
 /* ---- names --------------------------------------------------------------------------- */
@@ -67,19 +53,9 @@ void milk_match_names(milk_rule_run *rr, const milk_op *op)
         }
 }
 
-/* coremltools' rule: characters outside [A-Za-z0-9_] become '_', a name not
- * starting with a letter or '_' gets `prefix`, a reserved word gets
- * "_workaround". */
 static void sanitize(const char *s, const char *prefix, char *out, size_t n)
 {
-    char body[400];
-    size_t k = 0;
-    for (; s && *s && k < sizeof body - 1; s++)
-        body[k++] = isalnum((unsigned char)*s) || *s == '_' ? *s : '_';
-    body[k] = 0;
-    bool lead = isalpha((unsigned char)body[0]) || body[0] == '_';
-    snprintf(out, n, "%s%s%s", lead ? "" : prefix, body,
-             is_reserved(body) ? "_workaround" : "");
+    milk_name_sanitize(s ? s : "", prefix, out, n);
 }
 
 /* Point the description entry called `from` (main only) at `to`. */

@@ -13,14 +13,16 @@ static void test_mil_name(void)
 {
     static const char *const cases[][2] = {
         {"x", "x"},
-        {"/ln1/LayerNormalization_output_0", "var__ln1_LayerNormalization_output_0"},
+        {"/ln1/LayerNormalization_output_0", "_ln1_LayerNormalization_output_0"},
+        {"0", "var_0"},
+        {"/fp16", "_fp16"},
         {"conv1.weight", "conv1_weight"},
         {"onnx::Conv_538", "onnx__Conv_538"},
         {"1abc", "var_1abc"},
         {"_a@b", "_a_b"},
         {"fp16", "fp16_workaround"},
         {"tensor", "tensor_workaround"},
-        {"", "var_"},
+        {"", ""},
     };
     char buf[64];
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
