@@ -169,13 +169,16 @@ def test_refused_patterns_block_fix(milk, tmp_path):
         assert r.error == ""
     big = tmp_path / "big.mlpackage"
     rc, rep = lint_json(milk, big)
-    assert rc == 1 and {"dim-16384"} <= set(rules_of(rep))
+    # a dimension above 16384 is a warning (Core ML runs such ops on the CPU):
+    # lint reports it and exits 0, --fix writes the package unchanged in it
+    assert rc == 0 and {"dim-16384"} <= set(rules_of(rep))
     assert "dimension 1 is 20000" in " ".join(h["condition"] for h in rep["hits"])
     assert "dim-16384" not in rules_of(lint_json(milk, big, "--compute-units", "cpu_only")[1])
     out = tmp_path / "fixed.mlpackage"
     r = lint(milk, big, "--fix", "-o", out)
-    assert r.returncode == 1 and "not fixed" in r.stdout and "dim-16384" in r.stdout
-    assert not out.exists()
+    assert r.returncode == 0 and out.exists(), r.stdout
+    import shutil
+    shutil.rmtree(out)
     rc, rep = lint_json(milk, tmp_path / "r6.mlpackage", "--fix", "-o", out)
     assert rc == 1 and "rank-gt-5" in rules_of(rep) and rep["output"] is None
     assert "rank 6 > 5" in rep["refused"]
