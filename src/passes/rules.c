@@ -469,6 +469,7 @@ static milk_status fix_function(milk_rule_run *rr, apply_state *st,
     }
     free(pd.ops);
     free(pd.detail);
+    rr->user = NULL; /* pd dies here */
     return s;
 }
 

@@ -94,7 +94,7 @@ void milk_match_fp16_rmsnorm(milk_rule_run *rr, const milk_op *op)
     static const char *const direct[] = {"reduce_sum_square", "reduce_l2_norm",
                                          "l2_norm"};
     const milk_tensor_type *x = x_type(op, "x");
-    if (!op || !x || !milk_rule_fp16(rr, x->dtype)) return;
+    if (!x || !milk_rule_fp16(rr, x->dtype)) return;
     for (size_t i = 0; i < MILK_ARRAY_LEN(direct); i++)
         if (milk_rule_is(op, direct[i])) {
             milk_rule_matched(rr, op, "%s of %s", direct[i], milk_dtype_name(x->dtype));
