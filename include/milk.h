@@ -340,9 +340,14 @@ milk_status milk_runner_create(milk_ctx *ctx, const milk_program *p,
 void milk_runner_free(milk_runner *r);
 
 /* Set the input called name. `type` describes `data` (fp32, fp16, int32,
- * int64 or bool, row-major); its shape must equal the declared one and its
- * dtype must match the declared dtype, except that fp32 data for an fp16
- * input and fp16 data for an fp32 input are converted. The data is copied. */
+ * int64 or bool, row-major); its shape must fit the declared one (the same
+ * rank, the known dims equal, any size >= 1 where a dim is unknown) and,
+ * when the program has a model description with a shape range or
+ * enumerated shapes for the input (a package made with flexible shapes),
+ * lie in that range or be one of those shapes; the error message lists
+ * what is allowed. Its dtype must match the declared dtype, except that
+ * fp32 data for an fp16 input and fp16 data for an fp32 input are
+ * converted. The data is copied. */
 milk_status milk_runner_set_input(milk_ctx *ctx, milk_runner *r,
                                   const char *name,
                                   const milk_tensor_type *type,
@@ -351,7 +356,17 @@ milk_status milk_runner_set_input(milk_ctx *ctx, milk_runner *r,
  * kept). Without this, each value is freed as soon as no later op needs
  * it. */
 milk_status milk_runner_keep(milk_ctx *ctx, milk_runner *r, const char *name);
-/* Run the function on the inputs set. */
+/* Run the function on the inputs set. A program whose types are all known
+ * runs as declared. In one with flexible shapes (unknown dims in inputs
+ * or op outputs: flexible inputs, or sizes computed at run time, such as
+ * a reshape whose shape comes from a shape op), the output types of an op
+ * are inferred again in each run from the concrete types of its inputs
+ * and, for parameters that are run-time values (reshape's shape, a slice's
+ * begin and end, pad's pad, tile's reps, fill's shape, range_1d's bounds),
+ * from the values computed so far; the program is not changed. A size
+ * that is invalid for the values of the run (a negative one), or that
+ * cannot be made known, is an error (MILK_ERR_TYPE) naming the op and the
+ * input, with the run's types and values of the op's inputs. */
 milk_status milk_runner_run(milk_ctx *ctx, milk_runner *r);
 
 /* The var called name after a run: its type (with the dtype as declared)
@@ -373,7 +388,9 @@ milk_status milk_runner_save_npz(milk_ctx *ctx, const milk_runner *r,
 const milk_function *milk_runner_function(const milk_runner *r);
 milk_precision milk_runner_precision(const milk_runner *r);
 
-/* The type of a kept var (NULL if not kept). */
+/* The type of a kept var in the last run (NULL if not kept): the shape
+ * given for an input, the concrete shape computed for the others (which may
+ * differ from run to run in a program with flexible shapes). */
 const milk_tensor_type *milk_runner_type(const milk_runner *r,
                                          const char *name);
 

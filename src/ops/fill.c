@@ -30,11 +30,12 @@ static milk_status fill_infer(milk_infer *ic)
     }
     n = (int)st->dims[0];
     for (int i = 0; i < n; i++) dims[i] = MILK_DIM_UNKNOWN;
-    if (milk_infer_is_const(ic, "shape"))
-        MILK_TRY(milk_infer_ints(ic, "shape", MILK_DT_INT32, dims,
-                                 MILK_MAX_RANK, &n, NULL));
+    if (!milk_infer_is_const(ic, "shape")) return milk_infer_one(ic, dt, n, dims);
+    MILK_TRY(milk_infer_ints(ic, "shape", MILK_DT_INT32, dims, MILK_MAX_RANK,
+                             &n, NULL));
+    /* every entry is a size: -1 here is not MILK_DIM_UNKNOWN */
     for (int i = 0; i < n; i++)
-        if (MILK_DIM_KNOWN(dims[i]) && dims[i] < 1)
+        if (dims[i] < 1)
             return milk_op_fail(ic->ctx, ic->op, "shape",
                                 "entry %d is %lld: sizes are >= 1", i,
                                 (long long)dims[i]);

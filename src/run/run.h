@@ -13,7 +13,9 @@
  * milk_op_str, ...) or, for parameters that may be runtime values
  * (reshape's shape, slice's begin), with milk_eval_ints(), and writes its
  * outputs, which the runner has allocated with the types inferred for them:
- * ec->out[i].
+ * ec->out[i]. Those types are always concrete: in a program with flexible
+ * shapes the runner infers them again for each run from the run's inputs
+ * (specialize.c), so kernels never see an unknown dim.
  */
 #ifndef MILK_RUN_H
 #define MILK_RUN_H
@@ -39,6 +41,11 @@ static inline uint8_t *milk_rt_bool(const milk_rt *t) { return (uint8_t *)t->dat
 milk_status milk_rt_alloc(milk_ctx *ctx, milk_rt *t,
                           const milk_tensor_type *type);
 void milk_rt_release(milk_rt *t);
+/* "tensor<fp32, [1, ?, 4]>" ("[*]" for an unknown rank) into buf (n
+ * bytes), for messages; returns buf. */
+const char *milk_type_str(const milk_tensor_type *t, char *buf, size_t n);
+/* True if t's rank and every one of its dims are known. */
+bool milk_type_concrete(const milk_tensor_type *t);
 /* Fill t from a constant value (converting to the storage dtype). */
 milk_status milk_rt_from_value(milk_ctx *ctx, milk_rt *t, const milk_value *v);
 
@@ -68,6 +75,23 @@ milk_status milk_eval_f32(const milk_eval *ec, const char *param, float dflt,
  * status) if the op cannot be evaluated; the program is not changed. */
 milk_status milk_op_fold(milk_ctx *ctx, const milk_op *op, milk_arena *arena,
                          milk_value **vals);
+
+/* ---- run-time specialization (specialize.c) ---------------------------- */
+
+/* The concrete types of op's outputs in one run of a program with flexible
+ * shapes. Type inference runs on a stand-in for op (built in `scratch`; the
+ * program is not changed) whose bindings to run-time vars carry the types
+ * of their tensors in this run, in[arg][binding] as milk_eval has them.
+ * Where that leaves a size unknown, inference runs again with small integer
+ * vectors and numeric scalars computed by the run (a reshape's shape, a
+ * slice's begin, range_1d's end) standing in for constants. Dims that
+ * inference leaves unknown are taken from the declared types, which must
+ * agree with the rest. Fails naming the op and input when a type stays
+ * unknown; messages describe the run's inputs of the op. out has
+ * op->n_outputs entries. */
+milk_status milk_spec_outputs(milk_ctx *ctx, const milk_op *op,
+                              const milk_rt *const *const *in,
+                              milk_arena *scratch, milk_tensor_type *out);
 
 /* Row-major strides of a shape (elements). */
 void milk_strides(const milk_tensor_type *t, int64_t *strides);

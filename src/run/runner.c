@@ -1,7 +1,16 @@
 /* runner.c: the reference interpreter. Runs a function's ops in order with
  * the kernels of the op table, frees each value after its last use unless
  * it is kept, rounds fp16 vars when emulating the device's storage
- * precision, and counts non-finite and overflowing values per op. */
+ * precision, and counts non-finite and overflowing values per op.
+ *
+ * Flexible shapes: inputs may have unknown dims (checked against the
+ * model description's shape ranges or enumerated shapes), and sizes may
+ * depend on values computed at run time. Such a program is "open": in
+ * each run, an op whose declared output types are not concrete, or whose
+ * inputs have other types than declared, gets its output types inferred
+ * again from the run's types and values (specialize.c) before its kernel
+ * runs. A program whose types are all known runs as declared, with no
+ * inference at all. */
 #include "run.h"
 
 #include <float.h>
@@ -22,6 +31,12 @@ struct milk_runner {
     int n_inlines;
     const milk_rt ****in; /* per op i: in[i][arg][binding] */
     milk_op_stats *stats;
+    /* Flexible shapes: open[i] if op i declares an output type that is
+     * not concrete; dynamic if any op is open or any input has unknown
+     * dims. scratch holds type inference stand-ins during a run. */
+    bool *open;
+    bool dynamic;
+    milk_arena *scratch;
 };
 
 static milk_status nomem(milk_ctx *ctx)
@@ -71,8 +86,9 @@ static milk_status alloc_tables(milk_ctx *ctx, milk_runner *r)
     r->in = calloc((size_t)no + 1, sizeof *r->in);
     r->stats = calloc((size_t)no + 1, sizeof *r->stats);
     r->inlines = calloc((size_t)count_inlines(r->blk) + 1, sizeof *r->inlines);
+    r->open = calloc((size_t)no + 1, sizeof *r->open);
     if (!r->vals || !r->have || !r->keep || !r->pinned || !r->last_use ||
-        !r->in || !r->stats || !r->inlines)
+        !r->in || !r->stats || !r->inlines || !r->open)
         return nomem(ctx);
     return MILK_OK;
 }
@@ -122,6 +138,19 @@ static milk_status load_consts(milk_ctx *ctx, milk_runner *r)
     return MILK_OK;
 }
 
+/* Which ops have output types to infer in each run (see the top). */
+static void find_open(milk_runner *r)
+{
+    for (int i = 0; i < r->fn->n_inputs; i++)
+        r->dynamic |= !milk_type_concrete(&r->fn->inputs[i]->type);
+    for (int i = 0; i < r->blk->n_ops; i++) {
+        const milk_op *op = r->blk->ops[i];
+        for (int k = 0; k < op->n_outputs; k++)
+            r->open[i] |= !milk_type_concrete(&op->outputs[k]->type);
+        r->dynamic |= r->open[i];
+    }
+}
+
 milk_status milk_runner_create(milk_ctx *ctx, const milk_program *p,
                                const milk_run_params *params,
                                milk_runner **out)
@@ -143,6 +172,7 @@ milk_status milk_runner_create(milk_ctx *ctx, const milk_program *p,
     milk_status s = alloc_tables(ctx, r);
     for (int i = 0; s == MILK_OK && i < r->blk->n_ops; i++) s = bind_op(ctx, r, i);
     if (s == MILK_OK) s = load_consts(ctx, r);
+    if (s == MILK_OK) find_open(r);
     for (int i = 0; i < fn->n_inputs; i++) r->pinned[fn->inputs[i]->id] = true;
     for (int i = 0; i < r->blk->n_outputs; i++) r->keep[r->blk->outputs[i]->id] = true;
     for (int i = 0; params->keep_all && i < fn->n_vars; i++) r->keep[i] = true;
@@ -172,35 +202,20 @@ void milk_runner_free(milk_runner *r)
     free(r->inlines);
     free((void *)r->in);
     free(r->stats);
+    free(r->open);
+    milk_arena_free(r->scratch);
     free(r);
 }
 
 /* ---- inputs ------------------------------------------------------------- */
-
-static bool same_shape(const milk_tensor_type *a, const milk_tensor_type *b)
-{
-    if (a->rank != b->rank) return false;
-    for (int i = 0; i < a->rank; i++)
-        if (a->dims[i] != b->dims[i]) return false;
-    return true;
-}
-
-static void format_type(char *buf, size_t n, const milk_tensor_type *t)
-{
-    int k = snprintf(buf, n, "tensor<%s, [", milk_dtype_name(t->dtype));
-    for (int i = 0; i < t->rank && k > 0 && (size_t)k < n; i++)
-        k += snprintf(buf + k, n - (size_t)k, "%s%lld", i ? ", " : "",
-                      (long long)t->dims[i]);
-    if (k > 0 && (size_t)k < n) snprintf(buf + k, n - (size_t)k, "]>");
-}
 
 /* The function's signature, for error messages about inputs. */
 static void signature(const milk_function *fn, char *buf, size_t n)
 {
     size_t k = (size_t)snprintf(buf, n, "%s(", fn->name);
     for (int i = 0; i < fn->n_inputs && k < n; i++) {
-        char t[128];
-        format_type(t, sizeof t, &fn->inputs[i]->type);
+        char t[160];
+        milk_type_str(&fn->inputs[i]->type, t, sizeof t);
         k += (size_t)snprintf(buf + k, n - k, "%s%s %s", i ? ", " : "", t,
                               fn->inputs[i]->name);
     }
@@ -216,6 +231,108 @@ static bool input_dtype_ok(milk_dtype given, milk_dtype declared)
     return (gf && df) || (gi && declared == MILK_DTYPE_INT32);
 }
 
+/* A given shape fits the declared one: same rank (any rank if that is
+ * unknown), the known dims equal, any size >= 1 where a dim is unknown. */
+static bool shape_fits(const milk_tensor_type *given,
+                       const milk_tensor_type *decl)
+{
+    if (given->rank < 0 || given->rank > MILK_MAX_RANK) return false;
+    if (decl->rank >= 0 && given->rank != decl->rank) return false;
+    for (int i = 0; i < given->rank; i++) {
+        int64_t d = decl->rank >= 0 ? decl->dims[i] : MILK_DIM_UNKNOWN;
+        if (d >= 0 ? given->dims[i] != d : given->dims[i] < 1) return false;
+    }
+    return true;
+}
+
+/* The model description's feature for input `name` of main, when the
+ * program came with a description (a loaded package, or one recorded in
+ * the IR); NULL otherwise. */
+static const milk_feature *input_feature(const milk_runner *r,
+                                         const char *name)
+{
+    const milk_program *p = r->p;
+    if (!p->has_features || strcmp(r->fn->name, "main") != 0) return NULL;
+    for (int i = 0; i < p->n_in_features; i++)
+        if (p->in_features[i].kind == MILK_FEATURE_ARRAY &&
+            strcmp(p->in_features[i].name, name) == 0)
+            return &p->in_features[i];
+    return NULL;
+}
+
+/* Is t inside f's size ranges (upper bound < 0: unbounded)? Ranges of
+ * another rank than t's (a scalar described as [1]) are not checked. */
+static bool in_ranges(const milk_feature *f, const milk_tensor_type *t)
+{
+    if (f->n_ranges != t->rank) return true;
+    for (int i = 0; i < t->rank; i++) {
+        int64_t lo = f->ranges[i][0], hi = f->ranges[i][1];
+        if (t->dims[i] < lo || (hi >= 0 && t->dims[i] > hi)) return false;
+    }
+    return true;
+}
+
+/* Is t one of f's enumerated shapes (if they have t's rank)? */
+static bool in_enum(const milk_feature *f, const milk_tensor_type *t)
+{
+    if (!f->n_enum || f->rank != t->rank) return true;
+    for (int e = 0; e < f->n_enum; e++) {
+        const int64_t *s = f->enum_shapes + (size_t)e * (size_t)f->rank;
+        bool same = true;
+        for (int i = 0; i < t->rank; i++) same = same && s[i] == t->dims[i];
+        if (same) return true;
+    }
+    return false;
+}
+
+/* "[1, 3, 8..64, 8..]": f's size ranges ("8.." is unbounded). */
+static void ranges_str(const milk_feature *f, char *buf, size_t n)
+{
+    size_t k = (size_t)snprintf(buf, n, "[");
+    for (int i = 0; i < f->n_ranges && k < n; i++) {
+        long long lo = f->ranges[i][0], hi = f->ranges[i][1];
+        const char *sep = i ? ", " : "";
+        k += (size_t)(lo == hi  ? snprintf(buf + k, n - k, "%s%lld", sep, lo)
+                      : hi < 0  ? snprintf(buf + k, n - k, "%s%lld..", sep, lo)
+                                : snprintf(buf + k, n - k, "%s%lld..%lld", sep,
+                                           lo, hi));
+    }
+    if (k < n) snprintf(buf + k, n - k, "]");
+}
+
+/* "[1, 3, 8, 8], [1, 3, 16, 16]": f's enumerated shapes. */
+static void enum_str(const milk_feature *f, char *buf, size_t n)
+{
+    size_t k = 0;
+    buf[0] = '\0';
+    for (int e = 0; e < f->n_enum && k < n; e++) {
+        const int64_t *s = f->enum_shapes + (size_t)e * (size_t)f->rank;
+        k += (size_t)snprintf(buf + k, n - k, "%s[", e ? ", " : "");
+        for (int i = 0; i < f->rank && k < n; i++)
+            k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? ", " : "",
+                                  (long long)s[i]);
+        if (k < n) k += (size_t)snprintf(buf + k, n - k, "]");
+    }
+}
+
+/* The description's shape ranges or enumerated shapes must admit t. */
+static milk_status check_feature(milk_ctx *ctx, const milk_runner *r,
+                                 const char *name,
+                                 const milk_tensor_type *t)
+{
+    const milk_feature *f = input_feature(r, name);
+    if (!f || (in_ranges(f, t) && in_enum(f, t))) return MILK_OK;
+    char got[160], allowed[1024];
+    milk_type_str(t, got, sizeof got);
+    bool ranges = !in_ranges(f, t);
+    if (ranges) ranges_str(f, allowed, sizeof allowed);
+    else enum_str(f, allowed, sizeof allowed);
+    return milk_errorf(ctx, MILK_ERR_INVALID_ARG,
+                       "input '%s' is %s, %s the model description's %s %s",
+                       name, got, ranges ? "outside" : "not one of",
+                       ranges ? "shape range" : "enumerated shapes", allowed);
+}
+
 milk_status milk_runner_set_input(milk_ctx *ctx, milk_runner *r,
                                   const char *name,
                                   const milk_tensor_type *type,
@@ -227,13 +344,17 @@ milk_status milk_runner_set_input(milk_ctx *ctx, milk_runner *r,
     if (!v || v->producer)
         return milk_errorf(ctx, MILK_ERR_INVALID_ARG,
                            "no input called '%s'; the function is %s", name, sig);
-    char got[128], want[128];
-    format_type(got, sizeof got, type);
-    format_type(want, sizeof want, &v->type);
-    if (!same_shape(type, &v->type) || !input_dtype_ok(type->dtype, v->type.dtype))
+    char got[160], want[160];
+    milk_type_str(type, got, sizeof got);
+    milk_type_str(&v->type, want, sizeof want);
+    if (!shape_fits(type, &v->type) || !input_dtype_ok(type->dtype, v->type.dtype))
         return milk_errorf(ctx, MILK_ERR_INVALID_ARG,
-                           "input '%s' is %s, expected %s; the function is %s",
-                           name, got, want, sig);
+                           "input '%s' is %s, expected %s%s; the function is %s",
+                           name, got, want,
+                           milk_type_concrete(&v->type) ? ""
+                               : " (? is any size >= 1)",
+                           sig);
+    MILK_TRY(check_feature(ctx, r, name, type));
     milk_value src = {0};
     src.kind = MILK_VALUE_TENSOR;
     src.type = *type;
@@ -241,7 +362,7 @@ milk_status milk_runner_set_input(milk_ctx *ctx, milk_runner *r,
     src.data.ptr = data;
     milk_rt t;
     MILK_TRY(milk_rt_from_value(ctx, &t, &src));
-    t.type = v->type; /* keep the declared dtype */
+    t.type.dtype = v->type.dtype; /* the declared dtype, the given shape */
     if (v->type.dtype == MILK_DTYPE_FP16 &&
         r->params.precision == MILK_PRECISION_AS_DECLARED)
         for (int64_t i = 0; i < t.count; i++)
@@ -297,6 +418,36 @@ static void finish_output(milk_runner *r, milk_rt *t, milk_op_stats *st)
     }
 }
 
+static bool same_type(const milk_tensor_type *a, const milk_tensor_type *b)
+{
+    if (a->dtype != b->dtype || a->rank != b->rank) return false;
+    for (int i = 0; i < a->rank; i++)
+        if (a->dims[i] != b->dims[i]) return false;
+    return true;
+}
+
+/* The output types of op i in this run of an open program: as declared
+ * when they are concrete and every run-time input has its declared type,
+ * else inferred for the run. */
+static milk_status run_types(milk_ctx *ctx, milk_runner *r, int i,
+                             milk_tensor_type *types)
+{
+    const milk_op *op = r->blk->ops[i];
+    bool declared = !r->open[i];
+    for (int a = 0; declared && a < op->n_args; a++)
+        for (int j = 0; declared && j < op->args[a].n; j++) {
+            const milk_var *v = op->args[a].b[j].var;
+            const milk_rt *t = r->in[i][a][j];
+            if (v && t->store != MILK_DTYPE_INVALID)
+                declared = same_type(&t->type, &v->type);
+        }
+    if (!declared)
+        return milk_spec_outputs(ctx, op, (const milk_rt *const *const *)r->in[i],
+                                 r->scratch, types);
+    for (int k = 0; k < op->n_outputs; k++) types[k] = op->outputs[k]->type;
+    return MILK_OK;
+}
+
 static milk_status run_op(milk_ctx *ctx, milk_runner *r, int i)
 {
     const milk_op *op = r->blk->ops[i];
@@ -312,18 +463,21 @@ static milk_status run_op(milk_ctx *ctx, milk_runner *r, int i)
                                     "value of '%s' is not available (input not set?)",
                                     v->name);
         }
+    /* Multi-output ops get their outputs as a contiguous array. */
+    milk_rt outs[64]; /* shallow copies: same data buffers */
+    milk_tensor_type types[64];
+    if (op->n_outputs > 64)
+        return milk_op_fail(ctx, op, NULL, "more than 64 outputs");
+    if (r->dynamic) MILK_TRY(run_types(ctx, r, i, types));
     for (int k = 0; k < op->n_outputs; k++) {
         milk_var *v = op->outputs[k];
+        const milk_tensor_type *t = r->dynamic ? &types[k] : &v->type;
         milk_rt_release(&r->vals[v->id]);
-        if (milk_rt_alloc(ctx, &r->vals[v->id], &v->type) != MILK_OK)
+        if (milk_rt_alloc(ctx, &r->vals[v->id], t) != MILK_OK)
             return milk_error_prefix(ctx, "op '%s' (%s): output '%s'", op->name,
                                      milk_ops[op->kind]->name, v->name);
         r->have[v->id] = true;
     }
-    /* Multi-output ops get their outputs as a contiguous array. */
-    milk_rt outs[64]; /* shallow copies: same data buffers */
-    if (op->n_outputs > 64)
-        return milk_op_fail(ctx, op, NULL, "more than 64 outputs");
     for (int k = 0; k < op->n_outputs; k++) outs[k] = r->vals[op->outputs[k]->id];
     milk_eval ec = {ctx, op, r->params.precision,
                     (const milk_rt *const *const *)r->in[i], outs,
@@ -363,17 +517,25 @@ milk_status milk_runner_run(milk_ctx *ctx, milk_runner *r)
                                v->name, sig);
         }
     }
-    for (int i = 0; i < r->blk->n_ops; i++) {
-        MILK_TRY(run_op(ctx, r, i));
+    /* stand-ins of one run are dropped together at its end */
+    if (r->dynamic && !(r->scratch = milk_arena_create())) return nomem(ctx);
+    milk_status s = MILK_OK;
+    for (int i = 0; s == MILK_OK && i < r->blk->n_ops; i++) {
+        s = run_op(ctx, r, i);
+        if (s != MILK_OK) break;
         release_after(r, i);
         if (r->params.progress)
             r->params.progress(r->params.progress_user, i + 1, r->blk->n_ops);
     }
-    return MILK_OK;
+    milk_arena_free(r->scratch);
+    r->scratch = NULL;
+    return s;
 }
 
 /* ---- results ------------------------------------------------------------ */
 
+/* The run's type: the given shape for an input, the type the op's output
+ * was allocated with (concrete) for the others. */
 const milk_tensor_type *milk_runner_type(const milk_runner *r, const char *name)
 {
     milk_var *v = milk_function_var(r->fn, name);

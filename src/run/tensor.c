@@ -2,6 +2,7 @@
  * accessors kernels use to reach their inputs. */
 #include "run.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 milk_dtype milk_rt_store(milk_dtype d)
@@ -30,11 +31,14 @@ milk_status milk_rt_alloc(milk_ctx *ctx, milk_rt *t,
         return milk_errorf(ctx, MILK_ERR_UNSUPPORTED,
                            "the interpreter has no storage for %s values",
                            milk_dtype_name(type->dtype));
-    if (t->count < 0 || t->count > MILK_MAX_ELEMENTS)
+    if (t->count < 0 || t->count > MILK_MAX_ELEMENTS) {
+        char ts[160];
         return milk_errorf(ctx, MILK_ERR_UNSUPPORTED,
-                           "the interpreter needs static shapes (rank %d, "
-                           "unknown or huge dims)",
-                           (int)type->rank);
+                           "cannot allocate a %s: %s",
+                           milk_type_str(type, ts, sizeof ts),
+                           t->count < 0 ? "its shape is not known"
+                                        : "more than 2^40 elements");
+    }
     uint64_t nbytes;
     if (!milk_dtype_nbytes(t->store, t->count, &nbytes) || nbytes > SIZE_MAX)
         return milk_errorf(ctx, MILK_ERR_NOMEM, "tensor too large");
@@ -45,6 +49,31 @@ milk_status milk_rt_alloc(milk_ctx *ctx, milk_rt *t,
                            (unsigned long long)nbytes);
     t->data = t->owned;
     return MILK_OK;
+}
+
+const char *milk_type_str(const milk_tensor_type *t, char *buf, size_t n)
+{
+    const char *dn = milk_dtype_name(t->dtype);
+    int k = snprintf(buf, n, "tensor<%s, [", dn ? dn : "?");
+    if (t->rank < 0 && k >= 0 && (size_t)k < n)
+        k += snprintf(buf + k, n - (size_t)k, "*");
+    for (int i = 0; i < t->rank && i < MILK_MAX_RANK && k >= 0 && (size_t)k < n; i++) {
+        if (t->dims[i] < 0)
+            k += snprintf(buf + k, n - (size_t)k, "%s?", i ? ", " : "");
+        else
+            k += snprintf(buf + k, n - (size_t)k, "%s%lld", i ? ", " : "",
+                          (long long)t->dims[i]);
+    }
+    if (k >= 0 && (size_t)k < n) snprintf(buf + k, n - (size_t)k, "]>");
+    return buf;
+}
+
+bool milk_type_concrete(const milk_tensor_type *t)
+{
+    if (t->rank < 0 || t->rank > MILK_MAX_RANK) return false;
+    for (int i = 0; i < t->rank; i++)
+        if (t->dims[i] < 0) return false;
+    return true;
 }
 
 void milk_rt_release(milk_rt *t)
