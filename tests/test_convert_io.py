@@ -196,6 +196,29 @@ def test_bool_and_scalar_io(milk, tmp_path):
     assert r.returncode == 2 and "expected tensor<int32, [4]>" in r.stderr
 
 
+@pytest.mark.parametrize("rules", [["--disable-rule", "io-types"], ["--disable-rule", "all"]],
+                         ids=["io-types off", "all off"])
+def test_boundary_without_the_rule(milk, tmp_path, rules):
+    """The boundary is the converter's own, not the io-types rule's: with
+    the rule (or every rule) disabled the model still has int32 and [1]
+    I/O, and computes the same values."""
+    pkg = tmp_path / "b.mlpackage"
+    out = convert(milk, bool_scalar_model(tmp_path / "b.onnx"), pkg, "--precision", "fp32",
+                  *rules)
+    assert "bool I/O declared int32" in out and "scalar I/O declared [1]" in out
+    assert signature(milk, pkg) == ("tensor<int32, [4]> b, tensor<fp32, [2, 2]> x, "
+                                    "tensor<fp32, [1]> s")
+    b = np.array([False, True, True, False])
+    x = RNG.standard_normal((2, 2)).astype(np.float32)
+    got = run_pkg(milk, pkg, {"b": b.astype(np.int32), "x": x,
+                              "s": np.array([0.5], np.float32)}, tmp_path)
+    np.testing.assert_array_equal(got["nb"], np.logical_not(b).astype(np.int32))
+    np.testing.assert_array_equal(got["pos"], np.array([1], np.int32))
+    np.testing.assert_array_equal(got["flag"], np.array([1], np.int32))
+    np.testing.assert_allclose(got["xs"], x * np.float32(0.5), rtol=1e-6)
+    assert got["tot"].shape == (1,)
+
+
 # ---- --freeze -------------------------------------------------------------------------------------
 
 def freeze_model(path):

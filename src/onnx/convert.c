@@ -2,7 +2,8 @@
  * model, reserves a MIL name for every tensor, declares the graph inputs
  * (convert_io.c), lowers the nodes in order through the lowering table
  * (lower.def), collecting every node it cannot lower into one error, sets
- * the outputs (convert_io.c), and runs the passes: dead code, fp16 (with
+ * the outputs and adapts the boundary to Core ML (convert_io.c, through
+ * the boundary pass), and runs the passes: dead code, fp16 (with
  * the ops kept in fp32), the general simplifications, and the Core ML
  * defect rules for the compute units asked for. */
 #include "convert.h"

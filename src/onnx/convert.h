@@ -103,15 +103,17 @@ const char *milk_cv_tmp_for(milk_cv *c, const char *base, const char *what);
 
 /* ---- the model's boundary (convert_io.c) --------------------------------- */
 
-/* Declare the graph inputs with static shapes (params' overrides), make
- * the frozen ones constants, and adapt what Core ML model inputs cannot
- * be: bool inputs are declared int32 and cast to bool inside, rank-0
- * inputs declared [1] and squeezed inside. */
+/* Declare the graph inputs with static shapes (params' overrides) and
+ * their ONNX types (int64 as int32; bool and rank 0 as they are, for the
+ * boundary pass to adapt), and make the frozen ones constants. */
 milk_status milk_cv_inputs_add(milk_cv *c, const milk_convert_params *p);
-/* Set the graph outputs, each named after its ONNX tensor: bool outputs
- * cast to int32, rank-0 ones expanded to [1], and an output not computed
- * by an op of its own (a constant, a graph input, the tensor of another
- * output) produced by identity, since Core ML outputs are op outputs. */
+/* Set the graph outputs, each named after its ONNX tensor, and run the
+ * boundary pass (milk_pass_io_boundary) on main, whatever rules are
+ * selected: bool inputs and outputs are declared int32 with casts
+ * inside, rank-0 ones [1] with a squeeze or expand_dims inside. An output
+ * not computed by an op of its own (a constant, a graph input, the tensor
+ * of another output) is then produced by identity, since Core ML outputs
+ * are op outputs. Fills the boundary notes. */
 milk_status milk_cv_outputs_add(milk_cv *c);
 
 /* ---- errors -------------------------------------------------------------- */

@@ -1,17 +1,18 @@
 /* convert_io.c: the model's boundary. Graph inputs are declared with
- * static shapes, or made constants when the caller freezes them (their
- * value given at conversion time); graph outputs are set, each named
- * after its ONNX tensor. What Core ML model I/O cannot be is adapted much
- * as coremltools adapts it (adjust_io_to_supported_types): int64 becomes
- * int32, a bool input or output is declared int32 with a cast inside
- * (coremltools declares fp32; int32 holds 0 and 1 just as exactly and is
- * what a bool is fed as), a rank-0 one is declared [1] (as coremltools
- * writes scalars in the model description) with a squeeze or expand_dims
- * inside, and an
- * output no op computes (a constant, a graph input, another output's
- * tensor) is produced by identity, since every output of a Core ML
- * program is an op's output. Each change is noted for the summary. */
+ * static shapes and their ONNX types (int64 as int32, since MIL has no
+ * int64 at run time), or made constants when the caller freezes them
+ * (their value given at conversion time); graph outputs are set, each
+ * named after its ONNX tensor. Then the boundary pass
+ * (milk_pass_io_boundary) makes them what Core ML model I/O can be: a
+ * bool input or output declared int32 with a cast inside, a rank-0 one
+ * declared [1] with a squeeze or expand_dims inside. What is the
+ * converter's own: an output no op computes (a constant, a graph input,
+ * another output's tensor) is produced by identity, since every output of
+ * a Core ML program is an op's output, and adapting a constant output is
+ * folded as any op on constants is. Each change is noted for the
+ * summary. */
 #include "convert.h"
+#include "../passes/passes.h"
 
 #include <stdio.h>
 
@@ -118,30 +119,8 @@ static milk_status input_shape(milk_cv *c, const milk_onnx_value_info *vi,
     return MILK_OK;
 }
 
-/* What the lowerings read instead of a declared input that Core ML cannot
- * take as it is: a scalar declared [1] is squeezed, a bool declared int32
- * is cast to bool. */
-static milk_status adapt_input(milk_cv *c, milk_cv_value *v, bool scalar,
-                               bool boolean)
-{
-    milk_var *x = v->var;
-    if (scalar) {
-        milk_cv_op o;
-        milk_cv_op_begin(&o, c, "squeeze", milk_cv_tmp_for(c, v->mil, "scalar"));
-        milk_cv_arg(&o, "x", x);
-        milk_cv_arg_ints(&o, "axes", (int64_t[]){0}, 1);
-        MILK_TRY(milk_cv_op_end(&o, &x));
-        note_add(&c->scalar_io, "input '%s'", v->onnx);
-    }
-    if (boolean) {
-        MILK_TRY(milk_cv_cast(c, milk_cv_tmp_for(c, v->mil, "bool"), x,
-                              MILK_DTYPE_BOOL, &x));
-        note_add(&c->bool_io, "input '%s'", v->onnx);
-    }
-    v->var = x;
-    return MILK_OK;
-}
-
+/* Input vi as its ONNX type says (bool and rank 0 included: the boundary
+ * pass adapts them once the program is built). */
 static milk_status add_input(milk_cv *c, const milk_onnx_value_info *vi,
                              const milk_input_shape *ov)
 {
@@ -150,16 +129,10 @@ static milk_status add_input(milk_cv *c, const milk_onnx_value_info *vi,
     milk_tensor_type t = {0};
     MILK_TRY(input_dtype(c, vi, &t.dtype));
     MILK_TRY(input_shape(c, vi, ov, &t));
-    bool scalar = t.rank == 0, boolean = t.dtype == MILK_DTYPE_BOOL;
-    if (scalar) {
-        t.rank = 1;
-        t.dims[0] = 1;
-    }
-    if (boolean) t.dtype = MILK_DTYPE_INT32;
     if (vi->elem_type == MILK_ONNX_INT64) note_add(&c->int64_io, "input '%s'", vi->name);
     MILK_TRY(milk_function_add_input(c->ctx, c->fn, v->mil, &t, &v->var));
     v->defined = true;
-    return adapt_input(c, v, scalar, boolean);
+    return MILK_OK;
 }
 
 /* ---- frozen inputs -------------------------------------------------------------- */
@@ -444,29 +417,23 @@ milk_status milk_cv_inputs_add(milk_cv *c, const milk_convert_params *p)
 
 /* ---- graph outputs ------------------------------------------------------------------ */
 
-static bool is_output(milk_cv *c, const milk_var *v)
+/* A fresh name "<base>_<what>", free among the reserved names and the
+ * function's vars (the boundary pass names its helpers too). */
+static const char *tmp_name(milk_cv *c, const char *base, const char *what)
 {
-    for (int i = 0; i < c->b->n_outputs; i++)
-        if (c->b->outputs[i] == v) return true;
-    return false;
+    const char *name;
+    do name = milk_cv_tmp_for(c, base, what);
+    while (name && milk_function_var(c->fn, name));
+    return name;
 }
 
-/* Why no op of var's own computes it ("a constant", ...), or false. */
-static bool passed_through(milk_cv *c, const milk_var *var, char *why, size_t cap)
+/* Move the var holding `name` (if any) to a fresh name, its op too when
+ * named alike, so that an output's op can take the name. */
+static milk_status free_name(milk_cv *c, const char *name)
 {
-    if (!var->producer) snprintf(why, cap, "graph input '%s'", var->name);
-    else if (var->producer->kind == MILK_OP_const_) snprintf(why, cap, "a constant");
-    else if (is_output(c, var)) snprintf(why, cap, "the tensor of output '%s'", var->name);
-    else return false;
-    return true;
-}
-
-/* Move var off `name`, which the output's op is to take; its op goes
- * too when named alike, so that no two ops share a name. */
-static milk_status free_name(milk_cv *c, milk_var *var, const char *name)
-{
-    if (strcmp(var->name, name) != 0) return MILK_OK;
-    const char *fresh = milk_cv_tmp_for(c, name, "value");
+    milk_var *var = milk_function_var(c->fn, name);
+    if (!var) return MILK_OK;
+    const char *fresh = tmp_name(c, name, "value");
     if (!fresh) return milk_errorf(c->ctx, MILK_ERR_NOMEM, "out of memory");
     MILK_TRY(milk_var_set_name(c->ctx, var, fresh));
     if (var->producer && var->producer->name && strcmp(var->producer->name, name) == 0)
@@ -474,70 +441,86 @@ static milk_status free_name(milk_cv *c, milk_var *var, const char *name)
     return MILK_OK;
 }
 
-/* identity(x) named name: not folded, whatever x is. */
-static milk_status identity_op(milk_cv *c, milk_var *x, const char *name,
-                               milk_var **out)
+/* Why no op of var's own computes output i ("a constant", ...), or
+ * false. */
+static bool passed_through(milk_cv *c, int i, const milk_var *var, char *why,
+                           size_t cap)
 {
-    milk_op *op;
-    MILK_TRY(free_name(c, x, name));
-    milk_input in[] = {{"x", x}};
-    MILK_TRY(milk_block_add_op(c->ctx, c->b, "identity", name, in, 1, &op));
-    *out = op->outputs[0];
-    return MILK_OK;
+    bool earlier = false;
+    for (int k = 0; k < i; k++) earlier |= c->b->outputs[k] == var;
+    if (!var->producer) snprintf(why, cap, "graph input '%s'", var->name);
+    else if (var->producer->kind == MILK_OP_const_) snprintf(why, cap, "a constant");
+    else if (earlier) snprintf(why, cap, "the tensor of output '%s'", var->name);
+    else return false;
+    return true;
 }
 
-/* A bool output cast to int32, a scalar one expanded to [1]; the last op
- * takes `name` (it may fold into a const when var is one). */
-static milk_status adapt_output(milk_cv *c, const char *onnx, milk_var *var,
-                                const char *name, milk_var **out)
+/* The boundary pass appended an op for an output: a constant output's
+ * cast or expand_dims is folded, as every op on constants is. */
+static milk_status fold_added(void *user, const milk_io_change *ch, milk_op *op)
 {
-    bool boolean = var->type.dtype == MILK_DTYPE_BOOL, scalar = var->type.rank == 0;
-    milk_var *x = var;
-    MILK_TRY(free_name(c, var, name));
-    if (boolean) {
-        MILK_TRY(milk_cv_cast(c, scalar ? milk_cv_tmp_for(c, name, "int32") : name, x,
-                              MILK_DTYPE_INT32, &x));
-        note_add(&c->bool_io, "output '%s'", onnx);
-    }
-    if (scalar) {
-        milk_cv_op o;
-        milk_cv_op_begin(&o, c, "expand_dims", name);
-        milk_cv_arg(&o, "x", x);
-        milk_cv_arg_ints(&o, "axes", (int64_t[]){0}, 1);
-        MILK_TRY(milk_cv_op_end(&o, &x));
-        note_add(&c->scalar_io, "output '%s'", onnx);
-    }
-    *out = x;
-    return MILK_OK;
+    return ch->output ? milk_cv_fold(user, op) : MILK_OK;
 }
 
-/* The var of output vi, named v->mil: var itself (renamed), var adapted
- * (bool, scalar), and through identity when no op of its own computes
- * it. */
-static milk_status output_var(milk_cv *c, milk_cv_value *v, milk_var *var,
-                              milk_var **out)
+/* Output i after the boundary pass: produced by identity when no op of
+ * its own computes it (a constant adapted and folded is still a
+ * constant); else its var takes the output's name. */
+static milk_status output_done(void *user, int i, const milk_io_change *ch)
 {
+    milk_cv *c = user;
+    milk_var *var = c->b->outputs[i];
+    const char *onnx = c->m->graph.outputs[i].name;
+    const char *name = milk_cv_value_get(c, onnx)->mil;
     char why[300];
-    bool through = passed_through(c, var, why, sizeof why);
-    bool adapt = var->type.dtype == MILK_DTYPE_BOOL || var->type.rank == 0;
-    if (adapt) MILK_TRY(adapt_output(c, v->onnx, var, v->mil, &var));
-    /* adapting a constant folds into a constant */
-    if (adapt && var->producer && var->producer->kind != MILK_OP_const_) {
-        *out = var;
-        return MILK_OK;
+    if (ch && var->producer->kind != MILK_OP_const_) return MILK_OK;
+    if (ch) {
+        snprintf(why, sizeof why, "a constant");
+    } else if (!passed_through(c, i, var, why, sizeof why)) {
+        /* an output that is another tensor unchanged (Identity) */
+        if (strcmp(var->name, name) != 0) MILK_TRY(free_name(c, name));
+        return milk_var_set_name(c->ctx, var, name);
     }
-    if (through || adapt) {
-        note_add(&c->identity_out, "output '%s' (%s)", v->onnx,
-                 through ? why : "a constant");
-        return identity_op(c, var, v->mil, out);
-    }
-    /* an output that is another tensor unchanged (Identity) takes its name */
-    MILK_TRY(milk_var_set_name(c->ctx, var, v->mil));
-    *out = var;
+    note_add(&c->identity_out, "output '%s' (%s)", onnx, why);
+    MILK_TRY(free_name(c, name));
+    milk_op *op;
+    milk_input in[] = {{"x", var}};
+    MILK_TRY(milk_block_add_op(c->ctx, c->b, "identity", name, in, 1, &op));
+    c->b->outputs[i] = op->outputs[0];
     return MILK_OK;
 }
 
-static milk_status add_output(milk_cv *c, const milk_onnx_value_info *vi)
+/* The entry of the graph input declared as function input i. */
+static milk_cv_value *input_value(milk_cv *c, int i)
+{
+    const milk_onnx_graph *g = &c->m->graph;
+    for (int k = 0; k < g->n_inputs; k++) {
+        milk_cv_value *v = milk_cv_value_get(c, g->inputs[k].name);
+        if (v && v->var == c->fn->inputs[i]) return v;
+    }
+    return NULL;
+}
+
+/* The summary's notes from the pass's report (int64 ones are noted from
+ * the ONNX types, declared int32 already). A graph input's value is now
+ * the var inside, which the ops read. */
+static void note_changes(milk_cv *c, const milk_io_report *r)
+{
+    for (int i = 0; i < r->n; i++) {
+        const milk_io_change *ch = &r->changes[i];
+        milk_cv_value *v = ch->output ? NULL : input_value(c, ch->index);
+        const char *onnx = ch->output ? c->m->graph.outputs[ch->index].name
+                                      : v ? v->onnx : ch->name;
+        const char *what = ch->output ? "output" : "input";
+        if (v) v->var = ch->inner;
+        if (ch->kinds & MILK_IO_BOOL) note_add(&c->bool_io, "%s '%s'", what, onnx);
+        if (ch->kinds & MILK_IO_SCALAR) note_add(&c->scalar_io, "%s '%s'", what, onnx);
+    }
+}
+
+/* Output vi's var, as the ONNX graph computes it; *name gets the name the
+ * model output is to have. */
+static milk_status add_output(milk_cv *c, const milk_onnx_value_info *vi,
+                              const char **name)
 {
     milk_cv_value *v = milk_cv_value_get(c, vi->name);
     milk_var *var;
@@ -551,20 +534,29 @@ static milk_status add_output(milk_cv *c, const milk_onnx_value_info *vi)
                            "input '%s' itself: a Core ML model cannot have an "
                            "input and an output of the same name", vi->name,
                            vi->name);
-    MILK_TRY(output_var(c, v, var, &var));
     if (vi->elem_type == MILK_ONNX_INT64) note_add(&c->int64_io, "output '%s'", vi->name);
+    *name = v->mil;
     return milk_block_add_output(c->ctx, c->b, var);
 }
 
 milk_status milk_cv_outputs_add(milk_cv *c)
 {
     const milk_onnx_graph *g = &c->m->graph;
+    const char **names = milk_arena_alloc(c->a, ((size_t)g->n_outputs + 1) * sizeof *names);
+    if (!names) return milk_errorf(c->ctx, MILK_ERR_NOMEM, "out of memory");
     for (int i = 0; i < g->n_outputs; i++) {
         for (int k = 0; k < i; k++)
             if (strcmp(g->outputs[k].name, g->outputs[i].name) == 0)
                 return milk_errorf(c->ctx, MILK_ERR_INVALID_MODEL, "output '%s' "
                                    "is listed twice", g->outputs[i].name);
-        MILK_TRY(add_output(c, &g->outputs[i]));
+        MILK_TRY(add_output(c, &g->outputs[i], &names[i]));
     }
+    /* not one of the defect rules: a model whose rules are all disabled
+     * still needs a boundary Core ML takes */
+    milk_io_params params = {.output_names = names, .op_added = fold_added,
+                             .output_done = output_done, .user = c};
+    milk_io_report r = {0};
+    MILK_TRY(milk_pass_io_boundary(c->ctx, c->p, c->fn, &params, &r));
+    note_changes(c, &r);
     return MILK_OK;
 }
