@@ -193,7 +193,7 @@ static milk_status op_attrs_write(coreml_writer *w, const milk_op *op,
         if (!e[i]->value) return coreml_prefix(w->ctx, MILK_OK, "attribute '%s'", e[i]->key);
     }
     if (n_in) MILK_TRY(input_attrs_write(w, op, e + n0));
-    memcpy(e + n0 + n_in, kept, n * sizeof *e);
+    milk_copy(e + n0 + n_in, kept, n * sizeof *e);
     po->n_attributes = n0 + n_in + n;
     po->attributes = e;
     return MILK_OK;

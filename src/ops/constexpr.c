@@ -295,7 +295,7 @@ static milk_status cast_infer(milk_infer *ic)
 static milk_status cast_eval(milk_eval *ec)
 {
     const milk_rt *x = milk_eval_in(ec, "source_val");
-    memcpy(ec->out[0].data, x->data, (size_t)x->count * sizeof(float));
+    milk_copy(ec->out[0].data, x->data, (size_t)x->count * sizeof(float));
     return MILK_OK;
 }
 
@@ -899,7 +899,7 @@ static milk_status sparse_shift_eval(milk_eval *ec)
     const milk_rt *nz = milk_eval_in(ec, "nonzero_data");
     milk_rt dense;
     MILK_TRY(densify(ec, "data_mask", mask, "nonzero_data", nz, &dense));
-    memcpy(ec->out[0].data, mask->data, (size_t)mask->count * sizeof(int32_t));
+    milk_copy(ec->out[0].data, mask->data, (size_t)mask->count * sizeof(int32_t));
     shift_scale(ec, mask->type.rank, mask->type.dims, mask->count, rt_val,
                 &dense, milk_rt_i32(mask), milk_rt_f32(&ec->out[1]));
     milk_rt_release(&dense);
