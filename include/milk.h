@@ -502,6 +502,11 @@ typedef struct milk_convert_params {
      * borrowed for the call; see milk_frozen_input). */
     const milk_frozen_input *freeze;
     int n_freeze;
+    /* Compress the weights of the converted program (after everything
+     * else; see milk_program_compress), NULL for none; report (may be
+     * NULL) gets its rows. */
+    const struct milk_compress_params *compress;
+    struct milk_compress_report *compress_report;
 } milk_convert_params;
 
 /* Convert the ONNX model at `path` to an ML Program (function main).
@@ -1021,6 +1026,146 @@ milk_status milk_extract_capture(milk_ctx *ctx, const milk_program *p,
                                  const char *ref_path,
                                  const milk_verify_params *params,
                                  const char *out_path);
+
+/* ------------------------------------------------------------------ */
+/* Compressing weights (src/compress)                                  */
+/* ------------------------------------------------------------------ */
+
+/* How the weights of a program are compressed, as coremltools'
+ * optimize.coreml does: each selected const becomes constexpr_* ops that
+ * Core ML expands when it loads the model. The form follows the
+ * program's target: iOS16 and iOS17 get constexpr_affine_dequantize,
+ * constexpr_lut_to_dense and constexpr_sparse_to_dense (iOS16 forms);
+ * iOS18 gets constexpr_blockwise_shift_scale and the iOS18 forms. What
+ * the target cannot express (int4, per-block scales, 3-bit or grouped
+ * LUTs, int8 LUTs, joint forms before iOS18) is MILK_ERR_UNSUPPORTED
+ * naming the target that would.
+ *
+ * The compressed data is not computed when the program is compressed:
+ * each weight is streamed from where it lives (file ranges stay file
+ * ranges) and compressed as the program is saved or run, so memory stays
+ * bounded whatever the size of the weights (per weight: its scales and
+ * LUTs, and buffers of a few MiB). */
+
+typedef enum milk_compress_granularity {
+    MILK_GRANULARITY_DEFAULT = 0, /* per-channel (quantization), per-tensor
+                                     (palettization) */
+    MILK_GRANULARITY_PER_TENSOR = 1,
+    MILK_GRANULARITY_PER_CHANNEL = 2,        /* quantization: a scale per
+                                                output channel */
+    MILK_GRANULARITY_PER_BLOCK = 3,          /* quantization: a scale per
+                                                block_size input channels of
+                                                each output channel (iOS18) */
+    MILK_GRANULARITY_PER_GROUPED_CHANNEL = 4, /* palettization: a LUT per
+                                                block_size output channels
+                                                (iOS18) */
+} milk_compress_granularity;
+
+typedef struct milk_compress_params {
+    /* Linear quantization to MILK_DTYPE_INT8, UINT8, INT4 or UINT4 (0:
+     * none): symmetric (the scale maps max |w| to the largest code; int8
+     * codes -127..127, uint8 0..254 around 127) or, with affine, min(w, 0)
+     * .. max(w, 0) onto the whole range with a zero point. */
+    milk_dtype quant;
+    int affine;
+    /* Palettization: a LUT of 2^palette_bits values (1, 2, 3, 4, 6 or 8
+     * bits; 0: none), by k-means (1-D Lloyd on a seeded sample of at most
+     * kmeans_samples values per LUT, from quantiles) or, with
+     * palette_uniform, evenly spaced from min to max. lut_int8 quantizes
+     * each LUT to int8 (symmetric), dequantized before depalettizing
+     * (iOS18; the order Core ML computes right, see lint rule lut-order). */
+    int palette_bits;
+    int palette_uniform;
+    int lut_int8;
+    /* Pruning by magnitude: the fraction `prune` (0 < prune < 1) of each
+     * weight with the smallest |w| becomes 0 (the weights <= the
+     * percentile, as coremltools computes it); or n:m (prune_n of every
+     * prune_m consecutive weights along the input axis, the smallest).
+     * With palette_bits or quant as well: prune, then palettize or
+     * quantize the values kept (iOS18). */
+    double prune;
+    int prune_n, prune_m;
+    milk_compress_granularity granularity;
+    int64_t block_size;   /* PER_BLOCK, PER_GROUPED_CHANNEL */
+    /* Weights of at most this many elements stay dense (0: 2048, as
+     * coremltools' weight_threshold); so do weights of rank < 2 and
+     * non-float ones. */
+    int64_t min_elements;
+    /* Only weights read by ops of these types (n_op_types names), and only
+     * these weights (n_op_names const or var names); NULL: all. */
+    const char *const *op_types;
+    int n_op_types;
+    const char *const *op_names;
+    int n_op_names;
+    uint64_t seed;            /* k-means sampling */
+    int64_t kmeans_samples;   /* 0: 65536 */
+    /* Measure each weight's error against the dense one as its compressed
+     * data is produced (the report's max_abs, snr_db, psnr_db); costs
+     * some time. milk_compress_report_measure measures regardless. */
+    int measure;
+} milk_compress_params;
+
+/* Parse a compression spec into *p (zeroed first): items joined by '+':
+ * "int8", "uint8", "int4", "uint4", "palette:N" (N bits), "prune:F"
+ * (fraction, or "F%"), "prune:N:M"; e.g. "int4", "palette:4",
+ * "prune:0.5+palette:4" (prune then palettize), "palette:4+int8" (an int8
+ * LUT), "prune:2:4+int8". MILK_ERR_INVALID_ARG naming the item if not. */
+milk_status milk_compress_spec_parse(milk_ctx *ctx, const char *spec,
+                                     milk_compress_params *p);
+
+/* One weight of milk_program_compress, for reports. Strings are owned by
+ * the report. */
+typedef struct milk_compress_row {
+    const char *name;       /* the weight (the const's output var) */
+    const char *function;
+    const char *readers;    /* op types reading it ("linear", ...) */
+    milk_tensor_type type;  /* the dense weight */
+    int compressed;         /* 0: left dense; `how` says why */
+    const char *how;        /* "int4, blocks [1, 32]", "palette 4-bit (k-means,
+                               per-tensor)", or why it was skipped */
+    uint64_t bytes_before;  /* of the dense weight */
+    uint64_t bytes_after;   /* of its compressed data (every constant of
+                               its constexpr ops) */
+    /* Error of the expanded weight against the dense one, known once the
+     * compressed data has been produced with params.measure set (measured
+     * = 1): after the program was saved or run; or after
+     * milk_compress_report_measure. */
+    int measured;
+    double max_abs;
+    double snr_db;          /* 10 log10(sum w^2 / sum (w' - w)^2); inf if
+                               equal */
+    double psnr_db;         /* 10 log10(max w^2 / mean (w' - w)^2) */
+} milk_compress_row;
+
+typedef struct milk_compress_report milk_compress_report;
+
+milk_status milk_compress_report_create(milk_ctx *ctx,
+                                        milk_compress_report **out);
+void milk_compress_report_free(milk_compress_report *r);
+int milk_compress_report_count(const milk_compress_report *r);
+/* Row i, with the errors measured so far. The rows refer to the program
+ * compressed: read them while it lives. */
+const milk_compress_row *milk_compress_report_at(const milk_compress_report *r,
+                                                 int i);
+/* Produce the compressed data of every row not yet measured (streaming it
+ * to nowhere), so that the errors are known. */
+milk_status milk_compress_report_measure(milk_ctx *ctx,
+                                         milk_compress_report *r);
+
+/* Compress the weights of every function of p as params say (see
+ * milk_compress_params). Each compressed const is replaced by constexpr
+ * ops named after it (its output var keeps its name); the consts left
+ * unused are removed. Weights are selected and their scales, LUTs and
+ * pruning thresholds computed now (reading each selected weight once or
+ * twice); the compressed data itself is produced when the program is
+ * saved or run, from the weights where they live (which must stay there
+ * until then). report (may be NULL) gets one row per candidate weight,
+ * compressed or not. Fails with MILK_ERR_INVALID_ARG for bad params,
+ * MILK_ERR_UNSUPPORTED for a form the target cannot express (naming the
+ * target that can); p is then unchanged. */
+milk_status milk_program_compress(milk_ctx *ctx, milk_program *p,
+                                  const milk_compress_params *params,
+                                  milk_compress_report *report);
 
 #ifdef __cplusplus
 }

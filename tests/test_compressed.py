@@ -22,7 +22,11 @@ import pytest
 
 import conftest
 import Model_pb2
-from milkop import Const, In, Value, run_op, run_ops
+from compress_ref import Package, pack_bits, promote
+from compress_ref import dequant as ref_dequant
+from compress_ref import lut_dense as ref_lut
+from compress_ref import shift_scale as ref_shift_scale
+from milkop import Const, In, Value, run_op
 
 FIX2 = conftest.ROOT / "tests" / "fixtures" / "coremltools2"
 CMP = sorted(p.name for p in FIX2.iterdir() if p.name.startswith("cmp_"))
@@ -66,6 +70,16 @@ def test_fixture_decompresses_bit_exactly(milk_asan, tmp_path, case):
         want_y = np.load(d / exp)
         tol = run["tolerance"]
         assert np.allclose(got[name], want_y, rtol=tol["rtol"], atol=tol["atol"])
+
+
+@pytest.mark.parametrize("case", CMP)
+def test_python_reader_agrees(case):
+    """The numpy reader of tests/compress_ref.py, which checks what milk
+    writes, gives coremltools' decompressed weights too."""
+    got = Package(FIX2 / case / "model.mlpackage").decompress()
+    with np.load(FIX2 / case / "weights_decompressed.npz") as want:
+        for k in want.files:
+            assert np.array_equal(got[k].astype(want[k].dtype), want[k]), k
 
 
 def load_model(path):
@@ -180,71 +194,6 @@ def test_lut_too_small_in_package(milk, tmp_path):
 
 
 # ---- 2. each op against coremltools' numpy definitions ---------------------------
-
-def repeat_as(a, shape):
-    """optimize/_utils.py repeat_data_as."""
-    for ax, n in enumerate(shape):
-        if n // a.shape[ax] > 1:
-            a = np.repeat(a, n // a.shape[ax], axis=ax)
-    return a
-
-
-def ref_shift_scale(data, scale, offset=None):
-    """constexpr_blockwise_shift_scale.decompress (iOS18)."""
-    data = data.astype(scale.dtype)
-    for ax, (d, s) in enumerate(zip(data.shape, scale.shape)):
-        if d // s > 1:
-            scale = np.repeat(scale, d // s, ax)
-            if offset is not None:
-                offset = np.repeat(offset, d // s, ax)
-    if offset is not None:
-        data = data - offset
-    return scale * data
-
-
-def promote(p, data, axis):
-    """optimize/_utils.py promote_rank_to_same_as_data."""
-    if p.ndim == data.ndim:
-        return p
-    if p.ndim == 0:
-        return p.reshape([1] * data.ndim)
-    shape = [1] * data.ndim
-    shape[axis] = -1
-    return p.reshape(shape)
-
-
-def ref_dequant(q, scale, zp, axis):
-    """dequantize_by_scale_and_zp (constexpr_affine_dequantize, dequantize)."""
-    scale = promote(scale, q, axis)
-    d = q.astype(np.float32)
-    if zp is not None:
-        d -= promote(zp, q, axis).astype(np.float32)
-    d *= scale
-    return d.astype(scale.dtype)
-
-
-def ref_lut(indices, lut, vector_axis=None):
-    """optimize/_utils.py lut_to_dense (iOS18 constexpr_lut_to_dense)."""
-    palettes, vs = lut.shape[-2], lut.shape[-1]
-    shape = list(indices.shape)
-    if vs > 1:
-        vector_axis %= len(shape)
-        indices = np.swapaxes(indices, -1, vector_axis)
-        lut = np.swapaxes(lut, -3, vector_axis)
-        shape = list(indices.shape)
-        shape[-1] *= vs
-    flat = indices.astype(np.uint8).flatten()
-    rep = repeat_as(lut, indices.shape).reshape(len(flat), palettes, vs)
-    out = rep[np.arange(rep.shape[0]), flat.astype(np.int32)].reshape(shape)
-    return np.swapaxes(out, -1, vector_axis) if vs > 1 else out
-
-
-def pack_bits(values, nbits):
-    """optimize/_utils.py pack_elements_into_bits (LSB first)."""
-    bits = np.unpackbits(values.astype(np.uint8).reshape(-1, 1), axis=1,
-                         count=nbits, bitorder="little")
-    return np.packbits(bits.flatten(), bitorder="little")
-
 
 def bits_equal(got, want):
     got = np.ascontiguousarray(got.astype(want.dtype))

@@ -17,6 +17,8 @@ static const char *convert_usage =
     "       [--compute-units all|cpu_only|cpu_and_gpu|cpu_and_ne]\n"
     "       [--disable-rule ID|all ...] [--enable-rule ID ...] [--keep-fp32 NAME,... ...]\n"
     "       [--freeze NAME=FILE.npy ...]\n"
+    "       [--compress SPEC [--granularity G] [--mode M] [--min-size N]\n"
+    "        [--op-types T,...] [--op-names NAME,...] [--seed N] [--report]]\n"
     "       milk convert --list-ops";
 
 #define MAX_SHAPES 64
@@ -35,6 +37,7 @@ typedef struct convert_args {
     const char *keep[MAX_KEEP];
     milk_rule_options rules;
     milk_convert_params params;
+    cli_compress compress;
 } convert_args;
 
 int cli_split_names(char *list, const char **names, int *n, int max)
@@ -111,6 +114,8 @@ static int parse_option(milk_ctx *ctx, int argc, char **argv, int *i,
         a->freeze_specs[a->params.n_freeze++] = v;
     } else if (parse_deploy(argc, argv, i, a, &rc)) {
         return rc;
+    } else if (cli_compress_option(argc, argv, i, &a->compress, convert_usage, &rc)) {
+        return rc;
     } else {
         return cli_usage(convert_usage, "convert: unexpected argument '%s'", argv[*i]);
     }
@@ -138,6 +143,9 @@ static int parse_args(milk_ctx *ctx, int argc, char **argv, convert_args *a)
     }
     if (!a->list_ops && (!a->in || !a->out))
         return cli_usage(convert_usage, "convert needs an ONNX file and -o");
+    int rc = cli_compress_finish(ctx, &a->compress, convert_usage);
+    if (rc) return rc;
+    if (a->compress.spec) a->params.compress = &a->compress.params;
     return 0;
 }
 
@@ -315,6 +323,21 @@ static void summarize(const convert_args *a, const milk_program *p,
     print_boundary(a, st);
     print_kept(a, st);
     print_rules(a, r);
+    if (a->params.compress_report) {
+        const milk_compress_report *cr = a->params.compress_report;
+        int n = 0;
+        uint64_t before = 0, after = 0;
+        for (int i = 0; i < milk_compress_report_count(cr); i++) {
+            const milk_compress_row *w = milk_compress_report_at(cr, i);
+            if (!w->compressed) continue;
+            n++;
+            before += w->bytes_before;
+            after += w->bytes_after;
+        }
+        printf("  compressed:     %s: %d weight%s, %.2f MB -> %.2f MB\n", a->compress.spec,
+               n, n == 1 ? "" : "s", (double)before / 1e6, (double)after / 1e6);
+        if (a->compress.report) cli_compress_report(cr, stdout);
+    }
     printf("  time:           %.3f s\n", seconds);
 }
 
@@ -337,16 +360,20 @@ int cmd_convert(milk_ctx *ctx, int argc, char **argv)
     milk_convert_stats st;
     milk_program *p = NULL;
     milk_rule_report *r = NULL;
+    milk_compress_report *cr = NULL;
     a.params.stats = &st;
     double t0 = now();
     milk_status s = read_frozen(ctx, &a);
     if (s == MILK_OK) s = milk_rule_report_create(ctx, &r);
+    if (s == MILK_OK && a.compress.spec) s = milk_compress_report_create(ctx, &cr);
+    a.params.compress_report = cr;
     a.params.report = r;
     if (s == MILK_OK) s = milk_onnx_convert(ctx, a.in, &a.params, &p);
     if (s == MILK_OK) s = milk_program_save(ctx, p, a.out);
     if (s == MILK_OK) summarize(&a, p, &st, r, now() - t0);
     milk_rule_report_free(r);
     milk_program_free(p);
+    milk_compress_report_free(cr);
     release_frozen(&a);
     return s == MILK_OK ? 0 : cli_fail(ctx, s);
 }

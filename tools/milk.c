@@ -87,7 +87,13 @@ static const struct {
      "      [--precision fp16|fp32] [--input-shape NAME=d0,d1,... ...] [--list-ops]\n"
      "      [--compute-units all|cpu_only|cpu_and_gpu|cpu_and_ne] [--disable-rule ID|all]\n"
      "      [--enable-rule ID] [--keep-fp32 NAME,...] [--freeze NAME=FILE.npy ...]\n"
+     "      [--compress SPEC [compress's options]]\n"
      "      convert an ONNX model to a Core ML ML Program package"},
+    {"compress", cmd_compress,
+     "compress IN.mlpackage -o OUT.mlpackage SPEC [--granularity G] [--mode M]\n"
+     "      [--min-size N] [--op-types T,...] [--op-names NAME,...] [--seed N] [--report]\n"
+     "      compress the weights (SPEC: int8, uint8, int4, uint4, palette:N, prune:F,\n"
+     "      prune:N:M, joined by '+')"},
     {"run", cmd_run, "run PKG --input NAME=FILE.npy ... --output OUT.npz\n"
                      "      [--precision as-declared|fp32] [--keep-all] [--reference]\n"
                      "      execute the program with the reference interpreter"},

@@ -116,7 +116,8 @@ static pb_value_type *value_type_write(coreml_writer *w, const milk_value *v)
  * weight.bin). */
 static const void *tensor_bytes(coreml_writer *w, const milk_value *v)
 {
-    if (v->data.kind != MILK_DATA_FILE) return v->data.ptr ? v->data.ptr : "";
+    if (v->data.kind != MILK_DATA_FILE && v->data.kind != MILK_DATA_GEN)
+        return v->data.ptr ? v->data.ptr : "";
     uint64_t nb;
     if (!milk_value_nbytes(v, &nb) || nb > SIZE_MAX / 2) {
         milk_errorf(w->ctx, MILK_ERR_INVALID_ARG, "value too large to inline");
@@ -275,6 +276,7 @@ static bool same_source(const milk_value *a, const milk_value *b)
         return false;
     for (int i = 0; i < a->type.rank; i++)
         if (a->type.dims[i] != b->type.dims[i]) return false;
+    if (x->kind == MILK_DATA_GEN) return x->gen == y->gen;
     if (x->kind != MILK_DATA_FILE) return x->ptr == y->ptr;
     return x->offset == y->offset && x->stored == y->stored &&
            strcmp(x->path, y->path) == 0;

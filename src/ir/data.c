@@ -194,6 +194,8 @@ milk_status milk_value_stream(milk_ctx *ctx, const milk_value *v,
         return stream_file(ctx, &v->data, v->data.stored, v->type.dtype,
                            milk_tensor_type_count(&v->type), total, chunk, fn,
                            user);
+    if (v->data.kind == MILK_DATA_GEN)
+        return v->data.gen->stream(ctx, v->data.gen, chunk, fn, user);
     /* In memory: hand the bytes over in chunks without copying. */
     for (uint64_t off = 0; off < total; off += chunk) {
         size_t n = (size_t)(total - off < chunk ? total - off : chunk);
@@ -220,6 +222,36 @@ milk_status milk_value_read(milk_ctx *ctx, const milk_value *v, void *dst)
     return milk_value_stream(ctx, v, (size_t)1 << 20, copy_to, &c);
 }
 
+/* Generated data has no random access: the bytes of element i are
+ * caught as the value streams by (small values only: LUTs, scales). */
+typedef struct catch_sink {
+    uint64_t at, first, len; /* bytes seen; the bytes wanted */
+    unsigned char *buf;
+} catch_sink;
+
+static milk_status catch_bytes(void *user, const void *bytes, size_t n)
+{
+    catch_sink *c = user;
+    for (size_t k = 0; k < n; k++, c->at++)
+        if (c->at >= c->first && c->at < c->first + c->len)
+            c->buf[c->at - c->first] = ((const unsigned char *)bytes)[k];
+    return MILK_OK;
+}
+
+static milk_status gen_element(milk_ctx *ctx, const milk_value *v, int64_t i,
+                               unsigned char *buf, const void **p,
+                               int64_t *idx, milk_dtype *dt)
+{
+    int bits = milk_dtype_bits(v->type.dtype);
+    uint64_t first = (uint64_t)i * (uint64_t)bits / 8;
+    catch_sink c = {0, first, bits >= 8 ? (uint64_t)bits / 8 : 2, buf};
+    MILK_TRY(v->data.gen->stream(ctx, v->data.gen, (size_t)1 << 20, catch_bytes, &c));
+    *p = buf;
+    *dt = v->type.dtype;
+    *idx = bits >= 8 ? 0 : (int64_t)(((uint64_t)i * (uint64_t)bits % 8) / (uint64_t)bits);
+    return MILK_OK;
+}
+
 /* Fetch the bytes of element i (stored dtype) into buf; sets *dt to the
  * dtype they are in and returns a pointer usable with index 0. */
 static milk_status element_bytes(milk_ctx *ctx, const milk_value *v, int64_t i,
@@ -230,6 +262,8 @@ static milk_status element_bytes(milk_ctx *ctx, const milk_value *v, int64_t i,
     if (v->kind != MILK_VALUE_TENSOR || i < 0 || i >= n)
         return milk_errorf(ctx, MILK_ERR_INVALID_ARG,
                            "element %lld out of range", (long long)i);
+    if (v->data.kind == MILK_DATA_GEN)
+        return gen_element(ctx, v, i, buf, p, idx, dt);
     if (v->data.kind != MILK_DATA_FILE) {
         *p = v->data.ptr;
         *idx = i;

@@ -23,7 +23,22 @@ typedef enum milk_data_kind {
     MILK_DATA_INLINE,   /* ptr points into the program's arena */
     MILK_DATA_BORROWED, /* ptr belongs to the caller (lives longer) */
     MILK_DATA_FILE,     /* elements lie in a file range */
+    MILK_DATA_GEN,      /* produced on demand by gen (compressed weights,
+                           src/compress: computed from a dense weight as
+                           they are written) */
 } milk_data_kind;
+
+typedef milk_status (*milk_data_sink)(void *user, const void *bytes,
+                                      size_t n);
+
+/* The producer of a MILK_DATA_GEN value: streams the value's bytes (its
+ * declared dtype, packed) through fn, in order, in chunks of at most about
+ * `chunk` bytes; every call gives the same bytes. The object lives as long
+ * as the program. */
+typedef struct milk_data_gen {
+    milk_status (*stream)(milk_ctx *ctx, const struct milk_data_gen *g,
+                          size_t chunk, milk_data_sink fn, void *user);
+} milk_data_gen;
 
 /* Where a tensor's elements live. For MILK_DTYPE_STRING the inline data is
  * an array of `const char *` (NUL-terminated, in the arena). Numeric data is
@@ -37,6 +52,7 @@ typedef struct milk_data {
     uint64_t record;    /* FILE inside a MIL blob file (weight.bin): offset
                            of the blob's metadata record, as BlobFileValue
                            gives it; 0 for other files */
+    const milk_data_gen *gen; /* GEN */
 } milk_data;
 
 typedef enum milk_value_kind {
@@ -300,8 +316,6 @@ milk_status milk_value_read(milk_ctx *ctx, const milk_value *v, void *dst);
 /* Stream the data in chunks of at most `chunk` bytes of the declared dtype:
  * calls fn(user, bytes, n) in order. Memory use is bounded by `chunk`
  * whatever the size of the tensor. */
-typedef milk_status (*milk_data_sink)(void *user, const void *bytes,
-                                      size_t n);
 milk_status milk_value_stream(milk_ctx *ctx, const milk_value *v,
                               size_t chunk, milk_data_sink fn, void *user);
 /* Read element i (numeric dtypes) as double / as int64. For small params;

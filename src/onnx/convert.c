@@ -538,6 +538,10 @@ milk_status milk_onnx_convert(milk_ctx *ctx, const char *path,
     milk_status s = c.a ? milk_rule_report_create(ctx, &r)
                         : milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
     if (s == MILK_OK) s = convert(&c, params, target, r);
+    if (s == MILK_OK && params->compress) {
+        s = milk_program_compress(ctx, c.p, params->compress, params->compress_report);
+        if (s != MILK_OK) milk_error_prefix(ctx, "%s: compressing the weights", path);
+    }
     /* the hits are the caller's also when a refusal failed the conversion */
     if (r && params->report) {
         milk_status cs = copy_hits(ctx, r, params->report);

@@ -76,7 +76,10 @@ milk_status milk_infer_params_dtype(milk_infer *ic, const char *x,
 
 bool milk_infer_is_const(const milk_infer *ic, const char *param)
 {
-    return milk_op_const(ic->op, param) != NULL;
+    /* a constexpr op's output (compressed weights) is a constant too */
+    const milk_var *v = milk_op_var(ic->op, param);
+    return milk_op_const(ic->op, param) != NULL ||
+           (v && v->producer && milk_op_is_constexpr(v->producer));
 }
 
 milk_status milk_infer_const_before(milk_infer *ic, const char *param,

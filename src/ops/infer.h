@@ -59,7 +59,8 @@ milk_status milk_infer_params_dtype(milk_infer *ic, const char *x,
 milk_status milk_infer_const_before(milk_infer *ic, const char *param,
                                     milk_target since);
 
-/* True if param is bound to a compile-time constant. */
+/* True if param is bound to a compile-time constant (a const, or the
+ * output of a constexpr op). */
 bool milk_infer_is_const(const milk_infer *ic, const char *param);
 
 /* A constant integer vector (or scalar) param whose dtype is in `mask`:

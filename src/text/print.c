@@ -140,15 +140,17 @@ static void print_tensor_value(printer *pr, const milk_value *v)
     print_type(pr, &v->type);
     fputc('(', pr->f);
     int64_t n = milk_tensor_type_count(&v->type);
-    bool large = v->data.kind == MILK_DATA_FILE || n > SMALL_VALUE;
+    bool large = v->data.kind == MILK_DATA_FILE || v->data.kind == MILK_DATA_GEN ||
+                 n > SMALL_VALUE;
     if (large && (pr->flags & MILK_PRINT_HASH) && v->type.dtype != MILK_DTYPE_STRING &&
         !(pr->flags & MILK_PRINT_VALUES)) {
         print_hash(pr, v);
     } else if (v->data.kind == MILK_DATA_FILE && !(pr->flags & MILK_PRINT_VALUES)) {
         print_location(pr, &v->data);
     } else if (n > SMALL_VALUE && !(pr->flags & MILK_PRINT_VALUES)) {
-        fprintf(pr->f, "%s", v->data.kind == MILK_DATA_BORROWED
-                                  ? "MEMORY" : "INLINE");
+        fprintf(pr->f, "%s", v->data.kind == MILK_DATA_BORROWED ? "MEMORY"
+                             : v->data.kind == MILK_DATA_GEN    ? "COMPRESSED"
+                                                                : "INLINE");
     } else {
         if (v->type.rank > 0) fputc('[', pr->f);
         for (int64_t i = 0; i < n; i++) {
