@@ -127,6 +127,9 @@ milk_status milk_op_infer(milk_ctx *ctx, const milk_op *op, milk_infer *ic)
     /* write_state is the one op without outputs (it changes a state) */
     if (s == MILK_OK && ic->n_out < 1 && op->kind != MILK_OP_write_state)
         s = milk_op_fail(ctx, op, NULL, "inferred no outputs");
+    for (int i = 0; s == MILK_OK && i < ic->n_out; i++)
+        if (milk_tensor_type_check(ctx, &ic->out[i]) != MILK_OK)
+            s = milk_op_fail(ctx, op, NULL, "output %d: %s", i, milk_ctx_error(ctx));
     if (s != MILK_OK) milk_infer_release(ic);
     return s;
 }
