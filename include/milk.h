@@ -1110,6 +1110,23 @@ milk_state *milk_runner_state(const milk_runner *r);
  * Core ML lists them in the description (`functions`, spec 9, iOS18) with
  * a default function, the one run when none is named. */
 
+/* Copy function src_function of src (NULL: its default function) into p
+ * as function `name`: inputs, states, ops, nested blocks, attributes and
+ * constants, with the function's own opset (which may not be newer than
+ * p's target), and its recorded description (flexible shapes). src may
+ * be freed afterwards, but file-backed constants keep referring to their
+ * files (a package's weight.bin), which must exist until p is saved. A
+ * constant of at least 10 elements equal by content to one p already
+ * holds shares its data, so that the saved package stores it once, as
+ * coremltools' save_multifunction does (compared byte for byte up to 64
+ * MiB, by two independent 64-bit hashes of the bytes above). A state the
+ * function shares by name with another function of p must have the same
+ * type (MILK_ERR_INVALID_ARG). On failure p may hold part of the new
+ * function: discard it. */
+milk_status milk_program_add_function_from(milk_ctx *ctx, milk_program *p,
+                                           const char *name,
+                                           const milk_program *src,
+                                           const char *src_function);
 /* Make function `name` the default (MILK_ERR_NOT_FOUND if absent). */
 milk_status milk_program_set_default_function(milk_ctx *ctx, milk_program *p,
                                               const char *name);

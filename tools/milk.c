@@ -87,6 +87,8 @@ static const struct {
      "      convert an ONNX model to a Core ML ML Program package"},
     {"run", cmd_run, "run PKG --input NAME=FILE.npy ... --output OUT.npz\n"
                      "      [--precision as-declared|fp32] [--keep-all] [--reference]\n"
+                     "      [--function NAME] [--inputs FILE.npz] [--steps N]\n"
+                     "      [--state-in S.npz] [--state-out S.npz]\n"
                      "      execute the program with the reference interpreter"},
     {"verify", cmd_verify, "verify PKG --reference REF.npz [--input NAME=FILE.npy ...]\n"
                            "      verify A.mlpackage B.mlpackage [--input ...] [--seed N]\n"
@@ -103,6 +105,10 @@ static const struct {
     {"extract", cmd_extract, "extract PKG (--op NAME | --from NAME --to NAME) -o SUB.mlpackage\n"
                              "      [--variant zero-bias|lift-1d] [--inputs-from REF.npz]\n"
                              "      cut ops out into a standalone package (and SUB.npz)"},
+    {"merge", cmd_merge, "merge [PKG ...] [--function NAME=PKG[:FN] ...] -o OUT.mlpackage "
+                         "[--default NAME]\n"
+                         "      one multifunction package from several; equal weights "
+                         "stored once"},
     {"lint", cmd_lint, "lint PKG [--target ios15..ios18] [--compute-units all|cpu_only|"
                        "cpu_and_gpu|cpu_and_ne]\n"
                        "      [--precision as-declared|fp16] [--disable-rule ID|all] "
