@@ -112,17 +112,24 @@ typedef struct milk_tensor_type {
 int64_t milk_tensor_type_count(const milk_tensor_type *t);
 
 /* Deployment targets. The value is the Core ML specificationVersion; the
- * ML Program opset follows from it (iOS15 = CoreML5 ... iOS18 = CoreML8). */
+ * ML Program opset follows from it (iOS15 = CoreML5 ... iOS18 = CoreML8,
+ * iOS26 = CoreML9, which adds int8 model inputs and outputs and no op). */
 typedef enum milk_target {
     MILK_TARGET_IOS15 = 6,
     MILK_TARGET_IOS16 = 7,
     MILK_TARGET_IOS17 = 8,
     MILK_TARGET_IOS18 = 9,
+    MILK_TARGET_IOS26 = 10,
 } milk_target;
 
-/* "ios15".."ios18"; NULL for anything else. */
+/* "ios15".."ios18", "ios26"; NULL for anything else. */
 const char *milk_target_name(milk_target t);
-/* Parses "ios15".."ios18" (case-insensitive); 0 if unknown. */
+/* Parses a target by its iOS name or the name of the same release on
+ * another OS (case-insensitive), as coremltools' ct.target does: ios15,
+ * macos12, tvos15, watchos8 (spec 6); ios16, macos13, tvos16, watchos9
+ * (7); ios17, macos14, tvos17, watchos10, visionos1 (8); ios18, macos15,
+ * tvos18, watchos11, visionos2 (9); ios26, macos26, tvos26, watchos26,
+ * visionos26 (10). 0 if unknown. */
 milk_target milk_target_from_name(const char *name);
 
 /* ------------------------------------------------------------------ */

@@ -80,7 +80,7 @@ static const struct {
     {"ops", cmd_ops, "ops [--markdown]\n"
                      "      list the MIL ops milk knows, their inputs and kernels"},
     {"convert", cmd_convert,
-     "convert IN.onnx -o OUT.mlpackage [--target ios15|ios16|ios17|ios18]\n"
+     "convert IN.onnx -o OUT.mlpackage [--target ios15..ios18|ios26]\n"
      "      [--precision fp16|fp32] [--input-shape NAME=d0,d1,... ...] [--list-ops]\n"
      "      [--compute-units all|cpu_only|cpu_and_gpu|cpu_and_ne] [--disable-rule ID|all]\n"
      "      [--enable-rule ID] [--keep-fp32 NAME,...] [--freeze NAME=FILE.npy ...]\n"
@@ -109,7 +109,7 @@ static const struct {
                          "[--default NAME]\n"
                          "      one multifunction package from several; equal weights "
                          "stored once"},
-    {"lint", cmd_lint, "lint PKG [--target ios15..ios18] [--compute-units all|cpu_only|"
+    {"lint", cmd_lint, "lint PKG [--target ios15..ios18|ios26] [--compute-units all|cpu_only|"
                        "cpu_and_gpu|cpu_and_ne]\n"
                        "      [--precision as-declared|fp16] [--disable-rule ID|all] "
                        "[--enable-rule ID] [--json]\n"
