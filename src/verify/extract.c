@@ -246,8 +246,9 @@ static milk_status add_inputs(cloner *c, const milk_block *b, const bool *take)
                     return milk_errorf(c->ctx, MILK_ERR_UNSUPPORTED,
                                        "op '%s' reads '%s', which cannot be a model input",
                                        op->name, v->name);
-                MILK_TRY(milk_function_add_input(c->ctx, c->f, v->name, &v->type,
-                                                 &c->map[v->id]));
+                /* a state stays a state: read_state and write_state take it */
+                MILK_TRY((v->is_state ? milk_function_add_state : milk_function_add_input)(
+                    c->ctx, c->f, v->name, &v->type, &c->map[v->id]));
             }
     }
     return MILK_OK;
@@ -315,9 +316,10 @@ milk_status milk_program_extract(milk_ctx *ctx, const milk_program *p,
                                  milk_program **out)
 {
     *out = NULL;
-    const milk_function *fn = milk_program_function(p, "main");
-    if (!fn)
-        return milk_errorf(ctx, MILK_ERR_NOT_FOUND, "the program has no function 'main'");
+    const char *name = params->function ? params->function
+                                        : milk_program_default_function(p);
+    const milk_function *fn = milk_program_function(p, name);
+    if (!fn) return milk_function_not_found(ctx, p, name);
     if ((unsigned)params->variant > MILK_EXTRACT_LIFT_1D)
         return milk_errorf(ctx, MILK_ERR_INVALID_ARG, "unknown variant %d",
                            (int)params->variant);
