@@ -296,6 +296,11 @@ milk_status milk_program_save(milk_ctx *ctx, const milk_program *p,
  * live, so that equal weights in different files print the same. Reads
  * every weight. */
 #define MILK_PRINT_HASH 2u
+/* Instead of the program: what its constants take by dtype (as stored,
+ * sub-byte types packed) and each compressed weight (a constexpr_* op
+ * output read by other ops): how it is compressed, its stored bytes
+ * against its expanded bytes and the ratio. */
+#define MILK_PRINT_SUMMARY 4u
 
 /* Print the program as Core ML model.mil text. */
 milk_status milk_program_print(milk_ctx *ctx, const milk_program *p,

@@ -159,6 +159,16 @@ static milk_status op_attrs(coreml_reader *r, const pb_op *po, milk_op *op)
             if (s != MILK_OK) return coreml_prefix(r->ctx, s, "attribute 'val'");
             continue;
         }
+        /* constexpr ops of opsets before iOS18 carry their inputs as
+         * attributes (docs/coreml-format.md 3.4): bind them as inputs, the
+         * writer turns them back into attributes */
+        if (milk_op_is_constexpr(op) && milk_op_param_info(op->kind, key)) {
+            milk_value *v;
+            milk_status s = coreml_value_read(r, po->attributes[i]->value, &v);
+            if (s == MILK_OK) s = milk_op_bind(r->ctx, r->p->arena, op, key, NULL, v);
+            if (s != MILK_OK) return coreml_prefix(r->ctx, s, "attribute '%s'", key);
+            continue;
+        }
         MILK_TRY(coreml_attr_read(r, key, po->attributes[i]->value, &op->attrs));
     }
     return MILK_OK;

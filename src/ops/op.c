@@ -95,7 +95,10 @@ static milk_status check_signature(milk_ctx *ctx, const milk_op *op,
             return milk_op_fail(ctx, op, a->param,
                                 "takes one binding, got %d", a->n);
         for (int j = 0; j < a->n; j++) {
-            if ((p->flags & MILK_P_CONST) && !milk_op_const_at(op, a->param, j))
+            const milk_var *bv = a->b[j].var;
+            bool expanded = bv && bv->producer && milk_op_is_constexpr(bv->producer);
+            if ((p->flags & MILK_P_CONST) && !milk_op_const_at(op, a->param, j) &&
+                !expanded)
                 return milk_op_fail(ctx, op, a->param,
                                     "must be a compile-time constant");
             const milk_value *v = a->b[j].value;

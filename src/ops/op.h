@@ -67,6 +67,11 @@ enum milk_op_kind {
 
 extern const milk_op_info *const milk_ops[MILK_OP_COUNT];
 
+/* True for the constexpr_* ops (weight decompression, constexpr.c): Core
+ * ML expands them when it loads the model, so their outputs are
+ * compile-time constants like a const's. */
+bool milk_op_is_constexpr(const milk_op *op);
+
 /* The kind for a MIL op name, or -1. */
 int milk_op_kind_from_name(const char *name);
 const milk_param *milk_op_param_info(int kind, const char *param);

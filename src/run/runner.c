@@ -97,10 +97,12 @@ static milk_status alloc_tables(milk_ctx *ctx, milk_runner *r)
 }
 
 /* Resolve each binding of op i to a runtime tensor slot; materialize
- * inline values. Records last uses. */
+ * inline values (those of constexpr ops only while they are expanded, see
+ * expand_constexpr). Records last uses. */
 static milk_status bind_op(milk_ctx *ctx, milk_runner *r, int i)
 {
     const milk_op *op = r->blk->ops[i];
+    bool later = milk_op_is_constexpr(op);
     const milk_rt ***in = calloc((size_t)op->n_args + 1, sizeof *in);
     if (!in) return nomem(ctx);
     r->in[i] = in;
@@ -115,7 +117,7 @@ static milk_status bind_op(milk_ctx *ctx, milk_runner *r, int i)
                 continue;
             }
             milk_rt *t = &r->inlines[r->n_inlines++];
-            if (milk_rt_store(b->value->type.dtype) != MILK_DTYPE_INVALID)
+            if (!later && milk_rt_store(b->value->type.dtype) != MILK_DTYPE_INVALID)
                 MILK_TRY(milk_rt_from_value(ctx, t, b->value));
             in[a][j] = t;
         }
@@ -123,12 +125,57 @@ static milk_status bind_op(milk_ctx *ctx, milk_runner *r, int i)
     return MILK_OK;
 }
 
-/* Consts are materialized once, when the runner is made. String consts
- * (pad_type, mode...) are read by kernels from the IR and get no storage. */
+static milk_status compute_op(milk_ctx *ctx, milk_runner *r, int i);
+
+/* The inline values bound to op i, materialized (or released again). */
+static milk_status op_inlines(milk_ctx *ctx, milk_runner *r, int i, bool load)
+{
+    const milk_op *op = r->blk->ops[i];
+    for (int a = 0; a < op->n_args; a++)
+        for (int j = 0; j < op->args[a].n; j++) {
+            const milk_value *v = op->args[a].b[j].value;
+            milk_rt *t = (milk_rt *)r->in[i][a][j]; /* a slot of r->inlines */
+            if (!v || milk_rt_store(v->type.dtype) == MILK_DTYPE_INVALID) continue;
+            if (!load) milk_rt_release(t);
+            else MILK_TRY(milk_rt_from_value(ctx, t, v));
+        }
+    return MILK_OK;
+}
+
+/* A constexpr op (compressed weights) is expanded once, when the runner is
+ * made, as Core ML does when it loads a model: its outputs stay like a
+ * const's. Its compressed inputs are freed as soon as no later op needs
+ * them, so memory holds one compressed tensor at a time besides the
+ * expanded weights. */
+static milk_status expand_constexpr(milk_ctx *ctx, milk_runner *r, int i)
+{
+    const milk_op *op = r->blk->ops[i];
+    milk_status s = op_inlines(ctx, r, i, true);
+    if (s == MILK_OK) s = compute_op(ctx, r, i);
+    op_inlines(ctx, r, i, false);
+    if (s != MILK_OK) return s;
+    for (int k = 0; k < op->n_outputs; k++) r->pinned[op->outputs[k]->id] = true;
+    for (int a = 0; a < op->n_args; a++)
+        for (int j = 0; j < op->args[a].n; j++) {
+            milk_var *v = op->args[a].b[j].var;
+            if (!v || r->last_use[v->id] != i || r->keep[v->id]) continue;
+            milk_rt_release(&r->vals[v->id]);
+            r->have[v->id] = false;
+        }
+    return MILK_OK;
+}
+
+/* Consts are materialized once, when the runner is made, and constexpr ops
+ * expanded. String consts (pad_type, mode...) are read by kernels from the
+ * IR and get no storage. */
 static milk_status load_consts(milk_ctx *ctx, milk_runner *r)
 {
     for (int i = 0; i < r->blk->n_ops; i++) {
         const milk_op *op = r->blk->ops[i];
+        if (milk_op_is_constexpr(op)) {
+            MILK_TRY(expand_constexpr(ctx, r, i));
+            continue;
+        }
         if (op->kind != MILK_OP_const_) continue;
         milk_var *v = op->outputs[0];
         r->pinned[v->id] = true;
@@ -174,15 +221,17 @@ milk_status milk_runner_create(milk_ctx *ctx, const milk_program *p,
     r->params = *params;
     milk_status s = alloc_tables(ctx, r);
     for (int i = 0; s == MILK_OK && i < r->blk->n_ops; i++) s = bind_op(ctx, r, i);
-    if (s == MILK_OK) s = load_consts(ctx, r);
+    if (s == MILK_OK) {
+        for (int i = 0; i < fn->n_inputs; i++) r->pinned[fn->inputs[i]->id] = true;
+        for (int i = 0; i < r->blk->n_outputs; i++) r->keep[r->blk->outputs[i]->id] = true;
+        for (int i = 0; params->keep_all && i < fn->n_vars; i++) r->keep[i] = true;
+        s = load_consts(ctx, r);
+    }
     if (s == MILK_OK) find_open(r);
     if (s == MILK_OK && milk_function_state_count(fn)) {
         s = milk_state_create(ctx, p, &r->own_state);
         r->state = r->own_state;
     }
-    for (int i = 0; i < fn->n_inputs; i++) r->pinned[fn->inputs[i]->id] = true;
-    for (int i = 0; i < r->blk->n_outputs; i++) r->keep[r->blk->outputs[i]->id] = true;
-    for (int i = 0; params->keep_all && i < fn->n_vars; i++) r->keep[i] = true;
     if (s != MILK_OK) {
         milk_runner_free(r);
         return s;
@@ -465,13 +514,27 @@ static milk_status run_types(milk_ctx *ctx, milk_runner *r, int i,
     return MILK_OK;
 }
 
+/* Op i of a run: consts and constexpr ops were done when the runner was
+ * made (their statistics stay). */
 static milk_status run_op(milk_ctx *ctx, milk_runner *r, int i)
+{
+    const milk_op *op = r->blk->ops[i];
+    if (milk_op_is_constexpr(op)) return MILK_OK;
+    if (op->kind == MILK_OP_const_) {
+        memset(&r->stats[i], 0, sizeof r->stats[i]);
+        r->stats[i].op = op;
+        return MILK_OK;
+    }
+    return compute_op(ctx, r, i);
+}
+
+/* Run op i's kernel into freshly allocated outputs. */
+static milk_status compute_op(milk_ctx *ctx, milk_runner *r, int i)
 {
     const milk_op *op = r->blk->ops[i];
     milk_op_stats *st = &r->stats[i];
     memset(st, 0, sizeof *st);
     st->op = op;
-    if (op->kind == MILK_OP_const_) return MILK_OK;
     for (int a = 0; a < op->n_args; a++)
         for (int j = 0; j < op->args[a].n; j++) {
             milk_var *v = op->args[a].b[j].var;

@@ -6,6 +6,7 @@
  * MILK_PRINT_VALUES is given. */
 #include "../ir/ir.h"
 #include "../ops/op.h"
+#include "summary.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -326,6 +327,7 @@ static void print_function(printer *pr, const milk_function *fn)
 milk_status milk_program_print(milk_ctx *ctx, const milk_program *p,
                                FILE *out, unsigned flags)
 {
+    if (flags & MILK_PRINT_SUMMARY) return milk_text_summary(ctx, p, out);
     printer pr = {ctx, out, flags, MILK_OK};
     fputs("program(1.3)\n", out);
     for (int i = 0; i < p->attrs.n; i++) {

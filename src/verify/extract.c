@@ -22,9 +22,11 @@ static milk_status find_op(milk_ctx *ctx, const milk_function *fn, const char *n
     const milk_var *v = milk_function_var(fn, name);
     for (int i = 0; i < b->n_ops; i++)
         if (strcmp(b->ops[i]->name, name) == 0 || (v && v->producer == b->ops[i])) {
-            if (b->ops[i]->kind == MILK_OP_const_)
+            if (b->ops[i]->kind == MILK_OP_const_ || milk_op_is_constexpr(b->ops[i]))
                 return milk_errorf(ctx, MILK_ERR_INVALID_ARG,
-                                   "'%s' is a const: extract the op that reads it", name);
+                                   "'%s' is a %s: extract the op that reads it", name,
+                                   b->ops[i]->kind == MILK_OP_const_
+                                       ? "const" : "compressed weight (constexpr op)");
             if (b->ops[i]->n_blocks)
                 return milk_errorf(ctx, MILK_ERR_UNSUPPORTED,
                                    "op '%s' (%s) has nested blocks", name,
@@ -85,8 +87,35 @@ static milk_status select_range(milk_ctx *ctx, const milk_function *fn, int from
     return MILK_OK;
 }
 
+static milk_status select_taken(milk_ctx *ctx, const milk_function *fn,
+                                const milk_extract_params *p, bool *take, int *last);
+
+/* Compressed weights go with the ops that read them: every constexpr op
+ * feeding a taken op, transitively, is taken too. */
+static void take_constexprs(const milk_function *fn, bool *take)
+{
+    const milk_block *b = fn->block;
+    for (int i = b->n_ops - 1; i >= 0; i--) {
+        const milk_op *op = b->ops[i];
+        for (int a = 0; take[i] && a < op->n_args; a++)
+            for (int j = 0; j < op->args[a].n; j++) {
+                const milk_var *v = op->args[a].b[j].var;
+                if (v && v->producer && milk_op_is_constexpr(v->producer))
+                    take[milk_block_index_of(b, v->producer)] = true;
+            }
+    }
+}
+
 static milk_status select_ops(milk_ctx *ctx, const milk_function *fn,
                               const milk_extract_params *p, bool *take, int *last)
+{
+    MILK_TRY(select_taken(ctx, fn, p, take, last));
+    take_constexprs(fn, take);
+    return MILK_OK;
+}
+
+static milk_status select_taken(milk_ctx *ctx, const milk_function *fn,
+                                const milk_extract_params *p, bool *take, int *last)
 {
     bool one = p->op != NULL, range = p->from || p->to;
     if (one == range || (range && !(p->from && p->to)))
