@@ -780,6 +780,38 @@ milk_status milk_program_simplify(milk_ctx *ctx, milk_program *p,
 #define MILK_VERIFY_SET_ATOL 1u /* use params.atol for every var */
 #define MILK_VERIFY_SET_RTOL 2u /* use params.rtol for every var */
 #define MILK_VERIFY_SET_SEED 4u /* use params.seed for random inputs */
+/* Stop comparing at the first var (in program order) beyond tolerance:
+ * the table ends there (the runs themselves are complete). */
+#define MILK_VERIFY_FAIL_FAST 8u
+
+/* Which statistic of the error decides whether a var matches, with
+ * scale = max|want| over the reference's finite elements (as polygraphy's
+ * --check-error-stat, with milk's relative error):
+ * MAX (default): max|got - want| <= atol + rtol * scale;
+ * MEAN: mean|got - want| <= atol + rtol * scale;
+ * MEDIAN: median|got - want| <= atol + rtol * scale (a few wild elements
+ *   pass);
+ * ELEMWISE: every element |got - want| <= atol + rtol * |want| (NumPy's
+ *   allclose). */
+typedef enum milk_verify_stat {
+    MILK_VERIFY_STAT_MAX = 0,
+    MILK_VERIFY_STAT_MEAN = 1,
+    MILK_VERIFY_STAT_MEDIAN = 2,
+    MILK_VERIFY_STAT_ELEMWISE = 3,
+} milk_verify_stat;
+
+/* "max", "mean", "median", "elemwise"; NULL for anything else. */
+const char *milk_verify_stat_name(milk_verify_stat s);
+/* Parses those names; -1 if unknown. */
+int milk_verify_stat_from_name(const char *name);
+
+/* The tolerance of one var, by name (an output, usually): it overrides
+ * params.atol / params.rtol and the defaults for that var. */
+typedef struct milk_verify_tolerance {
+    const char *var;
+    unsigned set;       /* MILK_VERIFY_SET_ATOL and/or MILK_VERIFY_SET_RTOL */
+    double atol, rtol;
+} milk_verify_tolerance;
 
 typedef struct milk_verify_params {
     unsigned flags;
@@ -807,6 +839,20 @@ typedef struct milk_verify_params {
      * model (ONNX output `y` against coremltools' `var_99`). */
     const char *const *pairs;
     int n_pairs;
+    /* Per-var tolerances (n_tolerances, borrowed for the call); a name that
+     * is no var of the program under test is MILK_ERR_NOT_FOUND. */
+    const milk_verify_tolerance *tolerances;
+    int n_tolerances;
+    milk_verify_stat error_stat; /* which error statistic is checked */
+    /* When not NULL: an .npz written with the model inputs of the run (as
+     * given, read from the reference, or random), and one with the model
+     * outputs of the program under test (as `milk run` writes them). */
+    const char *save_inputs, *save_outputs;
+    /* The command the HTML report shows for extracting an op, with every
+     * "{op}" replaced by the op's name; NULL: `milk extract LABEL --op
+     * {op} -o {op}.mlpackage --inputs-from REF` (REF: the reference .npz,
+     * or save_inputs in two-program mode). */
+    const char *extract_command;
 } milk_verify_params;
 
 /* The state of a compared var.
@@ -840,6 +886,12 @@ typedef struct milk_verify_row {
     double atol, rtol;        /* the tolerance applied */
     milk_verify_state state;
     int64_t n_overflow, n_inf, n_nan; /* the op's run statistics */
+    /* More statistics of |got - want|: mean, median, the number of
+     * elements beyond atol + rtol * |want|, and the peak signal-to-noise
+     * ratio 10 log10(max|want|^2 / mean (got - want)^2) in dB (+inf when
+     * equal). */
+    double mean_abs, median_abs, psnr_db;
+    int64_t n_beyond;
 } milk_verify_row;
 
 typedef struct milk_verify milk_verify; /* the result of a comparison */
@@ -878,13 +930,16 @@ int milk_verify_first_divergence(const milk_verify *v);
 /* The seed of the random inputs; false if no input was random. */
 int milk_verify_seed(const milk_verify *v, uint64_t *seed);
 
-/* Print the result: the table (op, var, shape, errors, SNR, status), the
- * first divergence with its suspects, and the ops whose fp16 values
+/* Print the result: the table (op, var, shape, errors, SNR, PSNR, status),
+ * the first divergence with its suspects, and the ops whose fp16 values
  * overflowed; or, with MILK_VERIFY_JSON, one JSON object:
  *   {"program", "reference", "mode": "reference"|"programs", "precision",
  *    "seed": N or null, "ok": bool,
+ *    "error_stat": "max"|"mean"|"median"|"elemwise", "stopped": bool
+ *    (fail fast), "tolerances": [{"var", "atol", "rtol"}] (per var),
  *    "rows": [{"op", "type", "var", "ref", "op_index", "dtype", "shape",
- *              "max_abs", "max_rel", "snr_db", "atol", "rtol",
+ *              "max_abs", "max_rel", "snr_db", "psnr_db", "mean_abs",
+ *              "median_abs", "beyond", "atol", "rtol",
  *              "status": "ok"|"diverged"|"propagated", "shape_mismatch",
  *              "overflow", "inf", "nan"}],
  *    "first_divergence": null or {"row", "op", "type", "var",
@@ -900,10 +955,12 @@ int milk_verify_seed(const milk_verify *v, uint64_t *seed);
 milk_status milk_verify_print(milk_ctx *ctx, const milk_verify *v, FILE *out,
                               unsigned flags);
 /* Write the result as one self-contained XHTML file (inline CSS and SVG,
- * no external resources): the table and a chart of the relative error
- * of each compared var along the program, log scale, with the first
- * divergence and fp16 overflows marked. Written under a temporary name
- * and renamed into place. */
+ * no scripts, no external resources): the table and a chart of the
+ * relative error of each compared var along the program, log scale, with
+ * the first divergence and fp16 overflows marked. Each op of the table
+ * opens (a <details> element) to the command that extracts it
+ * (params.extract_command); each point of the chart links to its row.
+ * Written under a temporary name and renamed into place. */
 milk_status milk_verify_write_html(milk_ctx *ctx, const milk_verify *v,
                                    const char *path);
 

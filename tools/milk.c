@@ -95,8 +95,11 @@ static const struct {
                            "        [--compute-units U] [--keep-fp32 NAME,...] "
                            "[--suggest-fp32]\n"
                            "      (two packages: [--pair A_NAME=B_NAME ...])\n"
-                           "      [--atol A] [--rtol R] [--precision as-declared|fp32]\n"
-                           "      [--json] [--report FILE.html]\n"
+                           "      [--atol A|NAME:A] [--rtol R|NAME:R] [--check-error-stat "
+                           "max|mean|median|elemwise]\n"
+                           "      [--fail-fast] [--save-inputs IN.npz] [--save-outputs "
+                           "OUT.npz]\n"
+                           "      [--precision as-declared|fp32] [--json] [--report FILE.html]\n"
                            "      compare every value with a reference; name the first "
                            "divergent op\n"
                            "      (exit 0: all match, 1: something diverges, 2: error)"},
