@@ -8,6 +8,7 @@
  * found), 2 on error. The work is done by the library (src/verify,
  * src/onnx). */
 #include "cli.h"
+#include "cli_tol.h"
 
 #include <errno.h>
 #include <math.h>
@@ -48,15 +49,6 @@ typedef struct verify_args {
     milk_verify_params params;
 } verify_args;
 
-/* A finite number >= 0, all of the argument. */
-static int parse_tol(const char *s, double *out)
-{
-    char *end;
-    errno = 0;
-    *out = s ? strtod(s, &end) : 0;
-    return s && *s && !*end && !errno && isfinite(*out) && *out >= 0;
-}
-
 static int parse_seed(const char *s, uint64_t *out)
 {
     char *end;
@@ -87,35 +79,6 @@ static int parse_deploy(int argc, char **argv, int *i, verify_args *a)
     return 0;
 }
 
-/* --atol / --rtol: "A" for every var, or "NAME:A" for one (the last ':'
- * separates: MIL names have none). 1 if parsed, -1 if not. */
-static int parse_tolerance(const char *s, unsigned which, verify_args *a)
-{
-    milk_verify_params *p = &a->params;
-    const char *colon = s ? strrchr(s, ':') : NULL;
-    double x;
-    if (!colon) {
-        if (!parse_tol(s, &x)) return -1;
-        p->flags |= which;
-        *(which == MILK_VERIFY_SET_ATOL ? &p->atol : &p->rtol) = x;
-        return 1;
-    }
-    if (colon == s || !parse_tol(colon + 1, &x)) return -1;
-    /* argv's strings are ours to modify (C11 5.1.2.2.1): cut the name */
-    *(char *)colon = 0;
-    milk_verify_tolerance *t = NULL;
-    for (int k = 0; k < p->n_tolerances && !t; k++)
-        if (strcmp(a->tols[k].var, s) == 0) t = &a->tols[k];
-    if (!t) {
-        if (p->n_tolerances == MAX_INPUTS) return -1;
-        t = &a->tols[p->n_tolerances++];
-        t->var = s;
-    }
-    t->set |= which;
-    *(which == MILK_VERIFY_SET_ATOL ? &t->atol : &t->rtol) = x;
-    return 1;
-}
-
 /* Options taking a value; 1 if argv[*i] was one, -1 on a bad value. */
 static int parse_valued(int argc, char **argv, int *i, verify_args *a)
 {
@@ -135,8 +98,11 @@ static int parse_valued(int argc, char **argv, int *i, verify_args *a)
         a->inputs[p->n_inputs++] = v;
         return 1;
     }
-    if (cli_opt(argc, argv, i, "--atol", &v)) return parse_tolerance(v, MILK_VERIFY_SET_ATOL, a);
-    if (cli_opt(argc, argv, i, "--rtol", &v)) return parse_tolerance(v, MILK_VERIFY_SET_RTOL, a);
+    /* argv's strings are ours to modify (C11 5.1.2.2.1): the name is cut */
+    if (cli_opt(argc, argv, i, "--atol", &v))
+        return cli_parse_tolerance((char *)v, MILK_VERIFY_SET_ATOL, p, a->tols, MAX_INPUTS);
+    if (cli_opt(argc, argv, i, "--rtol", &v))
+        return cli_parse_tolerance((char *)v, MILK_VERIFY_SET_RTOL, p, a->tols, MAX_INPUTS);
     if (cli_opt(argc, argv, i, "--seed", &v)) {
         p->flags |= MILK_VERIFY_SET_SEED;
         return parse_seed(v, &p->seed) ? 1 : -1;

@@ -106,6 +106,13 @@ static const struct {
     {"extract", cmd_extract, "extract PKG (--op NAME | --from NAME --to NAME) -o SUB.mlpackage\n"
                              "      [--variant zero-bias|lift-1d] [--inputs-from REF.npz]\n"
                              "      cut ops out into a standalone package (and SUB.npz)"},
+    {"debug", cmd_debug,
+     "debug reduce IN.(mlpackage|onnx) -o MIN.mlpackage\n"
+     "      (--against REF.npz | --fp16-vs-fp32 | --lint RULE | --check \"CMD {}\")\n"
+     "      [--input NAME=FILE.npy ...] [--seed N] [--atol A|NAME:A] [--rtol R|NAME:R]\n"
+     "      [--check-error-stat STAT] [--mode bisect|linear|both] [--max-candidates N]\n"
+     "      [--work-dir DIR] [--precision P] [--target T] [--compute-units U] [--json]\n"
+     "      reduce a failing program to a small subgraph that still fails"},
     {"lint", cmd_lint, "lint PKG [--target ios15..ios18] [--compute-units all|cpu_only|"
                        "cpu_and_gpu|cpu_and_ne]\n"
                        "      [--precision as-declared|fp16] [--disable-rule ID|all] "
