@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 static const char *verify_usage =
-    "milk verify PKG --reference REF.npz [--input NAME=FILE.npy ...]\n"
+    "milk verify PKG --reference REF.npz [--input NAME=FILE.npy ...] [--steps N]\n"
     "       milk verify A.mlpackage B.mlpackage [--input NAME=FILE.npy ...] [--seed N]\n"
     "         [--pair A_NAME=B_NAME ...]\n"
     "       milk verify MODEL.onnx [--target ios15..ios18] [--precision fp16|fp32]\n"
@@ -27,7 +27,7 @@ static const char *verify_usage =
     "       options: [--atol A|NAME:A ...] [--rtol R|NAME:R ...]\n"
     "         [--check-error-stat max|mean|median|elemwise] [--fail-fast]\n"
     "         [--precision as-declared|fp32] [--json] [--report FILE.html]\n"
-    "         [--save-inputs IN.npz] [--save-outputs OUT.npz]";
+    "         [--save-inputs IN.npz] [--save-outputs OUT.npz] [--function NAME]";
 
 #define MAX_INPUTS 64
 #define MAX_KEEP 1024
@@ -108,6 +108,13 @@ static int parse_valued(int argc, char **argv, int *i, verify_args *a)
         return parse_seed(v, &p->seed) ? 1 : -1;
     }
     if (cli_opt(argc, argv, i, "--precision", &v)) return (a->precision = v) ? 1 : -1;
+    if (cli_opt(argc, argv, i, "--function", &v)) return (p->function = v) ? 1 : -1;
+    if (cli_opt(argc, argv, i, "--steps", &v)) {
+        char *end;
+        long n = v ? strtol(v, &end, 10) : 0;
+        p->steps = (int)n;
+        return v && !*end && n >= 1 && n <= 1000000 ? 1 : -1;
+    }
     if (cli_opt(argc, argv, i, "--target", &v))
         return v && (a->convert.target = milk_target_from_name(v)) ? 1 : -1;
     return parse_deploy(argc, argv, i, a);
@@ -188,6 +195,11 @@ static int parse_args(int argc, char **argv, verify_args *a)
                                        "two packages are compared with each other");
     if (a->n_pkgs == 1 && (a->params.flags & MILK_VERIFY_SET_SEED))
         return cli_usage(verify_usage, "verify: --seed is for comparing two packages");
+    if (a->params.steps > 1 && (!a->reference || a->onnx))
+        return cli_usage(verify_usage, "verify: --steps runs one package against "
+                         "--reference REF.npz (NAME@k per step)");
+    if (a->params.function && a->onnx)
+        return cli_usage(verify_usage, "verify: --function is for packages");
     return 0;
 }
 

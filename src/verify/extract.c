@@ -22,9 +22,11 @@ static milk_status find_op(milk_ctx *ctx, const milk_function *fn, const char *n
     const milk_var *v = milk_function_var(fn, name);
     for (int i = 0; i < b->n_ops; i++)
         if (strcmp(b->ops[i]->name, name) == 0 || (v && v->producer == b->ops[i])) {
-            if (b->ops[i]->kind == MILK_OP_const_)
+            if (b->ops[i]->kind == MILK_OP_const_ || milk_op_is_constexpr(b->ops[i]))
                 return milk_errorf(ctx, MILK_ERR_INVALID_ARG,
-                                   "'%s' is a const: extract the op that reads it", name);
+                                   "'%s' is a %s: extract the op that reads it", name,
+                                   b->ops[i]->kind == MILK_OP_const_
+                                       ? "const" : "compressed weight (constexpr op)");
             if (b->ops[i]->n_blocks)
                 return milk_errorf(ctx, MILK_ERR_UNSUPPORTED,
                                    "op '%s' (%s) has nested blocks", name,
@@ -85,8 +87,35 @@ static milk_status select_range(milk_ctx *ctx, const milk_function *fn, int from
     return MILK_OK;
 }
 
+static milk_status select_taken(milk_ctx *ctx, const milk_function *fn,
+                                const milk_extract_params *p, bool *take, int *last);
+
+/* Compressed weights go with the ops that read them: every constexpr op
+ * feeding a taken op, transitively, is taken too. */
+static void take_constexprs(const milk_function *fn, bool *take)
+{
+    const milk_block *b = fn->block;
+    for (int i = b->n_ops - 1; i >= 0; i--) {
+        const milk_op *op = b->ops[i];
+        for (int a = 0; take[i] && a < op->n_args; a++)
+            for (int j = 0; j < op->args[a].n; j++) {
+                const milk_var *v = op->args[a].b[j].var;
+                if (v && v->producer && milk_op_is_constexpr(v->producer))
+                    take[milk_block_index_of(b, v->producer)] = true;
+            }
+    }
+}
+
 static milk_status select_ops(milk_ctx *ctx, const milk_function *fn,
                               const milk_extract_params *p, bool *take, int *last)
+{
+    MILK_TRY(select_taken(ctx, fn, p, take, last));
+    take_constexprs(fn, take);
+    return MILK_OK;
+}
+
+static milk_status select_taken(milk_ctx *ctx, const milk_function *fn,
+                                const milk_extract_params *p, bool *take, int *last)
 {
     bool one = p->op != NULL, range = p->from || p->to;
     if (one == range || (range && !(p->from && p->to)))
@@ -217,8 +246,9 @@ static milk_status add_inputs(cloner *c, const milk_block *b, const bool *take)
                     return milk_errorf(c->ctx, MILK_ERR_UNSUPPORTED,
                                        "op '%s' reads '%s', which cannot be a model input",
                                        op->name, v->name);
-                MILK_TRY(milk_function_add_input(c->ctx, c->f, v->name, &v->type,
-                                                 &c->map[v->id]));
+                /* a state stays a state: read_state and write_state take it */
+                MILK_TRY((v->is_state ? milk_function_add_state : milk_function_add_input)(
+                    c->ctx, c->f, v->name, &v->type, &c->map[v->id]));
             }
     }
     return MILK_OK;
@@ -310,19 +340,22 @@ static milk_status extract(milk_ctx *ctx, const milk_function *fn,
     return s;
 }
 
-milk_status vf_extract_set(milk_ctx *ctx, const milk_program *p, const bool *take,
-                           const char *description, milk_program **out)
+milk_status vf_extract_set(milk_ctx *ctx, const milk_program *p, const milk_function *fn,
+                           const bool *take_ops, const char *description, milk_program **out)
 {
     *out = NULL;
-    const milk_function *fn = milk_program_function(p, "main");
-    if (!fn)
-        return milk_errorf(ctx, MILK_ERR_NOT_FOUND, "the program has no function 'main'");
-    for (int i = 0; i < fn->block->n_ops; i++)
-        if (take[i] && (fn->block->ops[i]->kind == MILK_OP_const_ || fn->block->ops[i]->n_blocks))
+    for (int i = 0; i < fn->block->n_ops; i++) {
+        const milk_op *op = fn->block->ops[i];
+        if (take_ops[i] && (op->kind == MILK_OP_const_ || milk_op_is_constexpr(op) || op->n_blocks))
             return milk_errorf(ctx, MILK_ERR_INVALID_ARG, "op '%s' (%s) cannot be taken: %s",
-                               fn->block->ops[i]->name, milk_ops[fn->block->ops[i]->kind]->name,
-                               fn->block->ops[i]->n_blocks ? "it has nested blocks"
-                                                           : "a const goes with its readers");
+                               op->name, milk_ops[op->kind]->name,
+                               op->n_blocks ? "it has nested blocks"
+                                            : "a constant goes with its readers");
+    }
+    bool *take = malloc(((size_t)fn->block->n_ops + 1) * sizeof *take);
+    if (!take) return nomem(ctx);
+    milk_copy(take, take_ops, (size_t)fn->block->n_ops * sizeof *take);
+    take_constexprs(fn, take);
     milk_program *q = NULL;
     milk_function *f = NULL;
     milk_status s = new_program(ctx, p, fn, &q, &f);
@@ -330,6 +363,7 @@ milk_status vf_extract_set(milk_ctx *ctx, const milk_program *p, const bool *tak
     if (s == MILK_OK && !c.map) s = nomem(ctx);
     if (s == MILK_OK) s = copy_ops(&c, fn, take, -1);
     free(c.map);
+    free(take);
     if (s == MILK_OK && description)
         s = milk_program_set_metadata(ctx, q, "shortDescription", description);
     if (s == MILK_OK) s = milk_program_check(ctx, q);
@@ -346,9 +380,10 @@ milk_status milk_program_extract(milk_ctx *ctx, const milk_program *p,
                                  milk_program **out)
 {
     *out = NULL;
-    const milk_function *fn = milk_program_function(p, "main");
-    if (!fn)
-        return milk_errorf(ctx, MILK_ERR_NOT_FOUND, "the program has no function 'main'");
+    const char *name = params->function ? params->function
+                                        : milk_program_default_function(p);
+    const milk_function *fn = milk_program_function(p, name);
+    if (!fn) return milk_function_not_found(ctx, p, name);
     if ((unsigned)params->variant > MILK_EXTRACT_LIFT_1D)
         return milk_errorf(ctx, MILK_ERR_INVALID_ARG, "unknown variant %d",
                            (int)params->variant);

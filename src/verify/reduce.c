@@ -160,9 +160,9 @@ static milk_status candidate_inputs(engine *e, const milk_program *q, vf_inputs 
     in->items = calloc((size_t)f->n_inputs + 1, sizeof *in->items);
     if (!in->items) return nomem(e->ctx);
     for (int i = 0; i < f->n_inputs; i++) {
-        vf_input *it = &in->items[i];
+        if (f->inputs[i]->is_state) continue; /* the runner's state object (zero) */
+        vf_input *it = &in->items[in->n++];
         it->name = f->inputs[i]->name;
-        in->n = i + 1;
         MILK_TRY(input_value(e, it->name, &it->use, &it->from));
     }
     return MILK_OK;
@@ -193,6 +193,7 @@ static milk_status check_values(engine *e, const milk_program *q, const vf_input
     milk_verify *v = NULL;
     milk_verify_params vp = e->vp;
     vp.label = "candidate";
+    vp.function = NULL; /* the candidate's one function */
     vp.progress = NULL;
     vp.save_inputs = vp.save_outputs = NULL;
     milk_status s = vf_verify_new(e->ctx, &vp, false, &v);
@@ -411,7 +412,7 @@ static milk_status judge(engine *e, const bool *set, milk_reduce_verdict *verdic
     for (int k = 0; k < e->n; k++) take[e->at[k]] = set[k];
     milk_program *q = NULL;
     vf_inputs in = {0};
-    milk_status s = vf_extract_set(e->ctx, e->p, take, NULL, &q);
+    milk_status s = vf_extract_set(e->ctx, e->p, e->fn, take, NULL, &q);
     free(take);
     if (s == MILK_OK) {
         *n_inputs = milk_function_input_count(milk_program_function(q, "main"));
@@ -626,7 +627,8 @@ static milk_status index_ops(engine *e)
     if (!e->at || !e->pos) return nomem(e->ctx);
     for (int i = 0; i < b->n_ops; i++) {
         e->pos[i] = -1;
-        if (b->ops[i]->kind == MILK_OP_const_) continue;
+        /* constants and compressed weights go with the ops reading them */
+        if (b->ops[i]->kind == MILK_OP_const_ || milk_op_is_constexpr(b->ops[i])) continue;
         if (b->ops[i]->n_blocks)
             return milk_errorf(e->ctx, MILK_ERR_UNSUPPORTED, "reduce: op '%s' (%s) has nested "
                                "blocks", b->ops[i]->name, milk_ops[b->ops[i]->kind]->name);
@@ -634,7 +636,8 @@ static milk_status index_ops(engine *e)
         e->at[e->n++] = i;
     }
     if (e->n == 0)
-        return milk_errorf(e->ctx, MILK_ERR_INVALID_ARG, "reduce: main has no op to reduce");
+        return milk_errorf(e->ctx, MILK_ERR_INVALID_ARG, "reduce: function '%s' has no op to "
+                           "reduce", e->fn->name);
     return MILK_OK;
 }
 
@@ -684,8 +687,8 @@ static milk_status capture(engine *e)
 static milk_status setup(engine *e)
 {
     MILK_TRY(check_params(e->ctx, e->par));
-    if (!(e->fn = milk_program_function(e->p, "main")))
-        return milk_errorf(e->ctx, MILK_ERR_NOT_FOUND, "the program has no function 'main'");
+    const char *name = e->vp.function ? e->vp.function : milk_program_default_function(e->p);
+    if (!(e->fn = milk_program_function(e->p, name))) return milk_function_not_found(e->ctx, e->p, name);
     MILK_TRY(index_ops(e));
     if (!(e->best = new_set(e))) return nomem(e->ctx);
     if (e->par->check == MILK_REDUCE_COMMAND) MILK_TRY(make_dir(e));
@@ -768,6 +771,7 @@ static milk_status collect_values(engine *e, const milk_function *f)
     for (int i = 0; i < f->n_inputs; i++) {
         const milk_array *a;
         const char *src;
+        if (f->inputs[i]->is_state) continue;
         MILK_TRY(input_value(e, f->inputs[i]->name, &a, &src));
         MILK_TRY(add_value(e, f->inputs[i]->name, a,
                            as16 ? f->inputs[i]->type.dtype : MILK_DTYPE_FP32));
@@ -801,10 +805,12 @@ static milk_status describe_inputs(engine *e, const milk_function *f)
         rd_input *in = &r->inputs[i];
         const milk_var *v = milk_function_var(e->fn, f->inputs[i]->name);
         const milk_array *a;
-        const char *src;
+        const char *src = "zero (a state)";
         char origin[800];
-        MILK_TRY(input_value(e, f->inputs[i]->name, &a, &src));
-        if (v && v->producer)
+        if (!f->inputs[i]->is_state) MILK_TRY(input_value(e, f->inputs[i]->name, &a, &src));
+        if (f->inputs[i]->is_state)
+            snprintf(origin, sizeof origin, "state");
+        else if (v && v->producer)
             snprintf(origin, sizeof origin, "cut: output of op '%.400s' (%s)", v->producer->name,
                      milk_ops[v->producer->kind]->name);
         else
@@ -827,7 +833,7 @@ static milk_status finish(engine *e)
     char desc[1024], words[1400];
     snprintf(desc, sizeof desc, "milk debug reduce: %d of %d ops of %.300s (%.500s)",
              e->best_n, e->n, r->label, check_words(e, words, sizeof words));
-    milk_status s = vf_extract_set(e->ctx, e->p, take, desc, &r->best);
+    milk_status s = vf_extract_set(e->ctx, e->p, e->fn, take, desc, &r->best);
     free(take);
     MILK_TRY(s);
     const milk_function *f = milk_program_function(r->best, "main");

@@ -122,13 +122,21 @@ void vf_inputs_release(vf_inputs *in);
 
 /* ---- running (verify.c) ------------------------------------------------- */
 
-/* Create a runner for main of p that keeps every value (or, when keep_all
+/* Create a runner for the function params->function of p (NULL: its
+ * default function) that keeps every value (or, when keep_all
  * is false, the n_keep vars named in keep), set its inputs and run it.
  * Progress and errors are reported under `stage` (the program's label). */
 milk_status vf_run(milk_ctx *ctx, const milk_program *p, const vf_inputs *in,
                    const milk_verify_params *params, const char *stage,
                    bool keep_all, const char *const *keep, int n_keep,
                    milk_runner **out);
+/* As vf_run, running with the states of `state` (NULL: the runner's own,
+ * zero) for the steps of a multi-step verification. */
+milk_status vf_run_state(milk_ctx *ctx, const milk_program *p,
+                         const vf_inputs *in, const milk_verify_params *params,
+                         const char *stage, bool keep_all,
+                         const char *const *keep, int n_keep,
+                         milk_state *state, milk_runner **out);
 
 /* A new, empty result for params (vf_verify_archive and
  * vf_verify_precisions fill it). */
@@ -146,14 +154,15 @@ milk_status vf_verify_precisions(milk_ctx *ctx, const milk_program *p, const vf_
 
 /* ---- extraction (variant.c, capture.c) ------------------------------------ */
 
-/* A new program (main) holding the ops of p's main whose block index i has
- * take[i] (never consts, nor ops with nested blocks), as
+/* A new program (main) holding the ops of fn (a function of p) whose
+ * block index i has take[i] (never consts or constexpr ops, which go with
+ * the ops reading them, nor ops with nested blocks), as
  * milk_program_extract builds it: values read from outside become model
  * inputs of the same names, consts are copied; the model outputs are the
- * outputs of taken ops that no taken op reads, and those that are model
- * outputs of p. description (may be NULL) becomes its shortDescription. */
-milk_status vf_extract_set(milk_ctx *ctx, const milk_program *p, const bool *take,
-                           const char *description, milk_program **out);
+ * outputs of taken ops that no taken op reads, and those that are outputs
+ * of fn. description (may be NULL) becomes its shortDescription. */
+milk_status vf_extract_set(milk_ctx *ctx, const milk_program *p, const milk_function *fn,
+                           const bool *take, const char *description, milk_program **out);
 
 /* Apply a variant to every op of f it fits; an error if none fits. */
 milk_status vf_variant_apply(milk_ctx *ctx, milk_function *f,
