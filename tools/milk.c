@@ -101,8 +101,11 @@ static const struct {
                            "        [--compute-units U] [--keep-fp32 NAME,...] "
                            "[--suggest-fp32]\n"
                            "      (two packages: [--pair A_NAME=B_NAME ...])\n"
-                           "      [--atol A] [--rtol R] [--precision as-declared|fp32]\n"
-                           "      [--json] [--report FILE.html]\n"
+                           "      [--atol A|NAME:A] [--rtol R|NAME:R] [--check-error-stat "
+                           "max|mean|median|elemwise]\n"
+                           "      [--fail-fast] [--save-inputs IN.npz] [--save-outputs "
+                           "OUT.npz]\n"
+                           "      [--precision as-declared|fp32] [--json] [--report FILE.html]\n"
                            "      compare every value with a reference; name the first "
                            "divergent op\n"
                            "      (exit 0: all match, 1: something diverges, 2: error)"},
@@ -113,6 +116,13 @@ static const struct {
                          "[--default NAME]\n"
                          "      one multifunction package from several; equal weights "
                          "stored once"},
+    {"debug", cmd_debug,
+     "debug reduce IN.(mlpackage|onnx) -o MIN.mlpackage\n"
+     "      (--against REF.npz | --fp16-vs-fp32 | --lint RULE | --check \"CMD {}\")\n"
+     "      [--input NAME=FILE.npy ...] [--seed N] [--atol A|NAME:A] [--rtol R|NAME:R]\n"
+     "      [--check-error-stat STAT] [--mode bisect|linear|both] [--max-candidates N]\n"
+     "      [--work-dir DIR] [--precision P] [--target T] [--compute-units U] [--json]\n"
+     "      reduce a failing program to a small subgraph that still fails"},
     {"lint", cmd_lint, "lint PKG [--target ios15..ios18|ios26] [--compute-units all|cpu_only|"
                        "cpu_and_gpu|cpu_and_ne]\n"
                        "      [--precision as-declared|fp16] [--disable-rule ID|all] "

@@ -215,6 +215,38 @@ static milk_status add_inputs(cloner *c, const milk_block *b, const bool *take)
     return MILK_OK;
 }
 
+/* Is v read by a taken op, or a model output of the source? */
+static bool read_by_taken(const milk_block *b, const bool *take, const milk_var *v,
+                          bool *model_output)
+{
+    *model_output = false;
+    for (int i = 0; i < b->n_outputs; i++) *model_output |= b->outputs[i] == v;
+    for (int i = 0; i < b->n_ops; i++) {
+        const milk_op *op = b->ops[i];
+        for (int a = 0; take[i] && a < op->n_args; a++)
+            for (int j = 0; j < op->args[a].n; j++)
+                if (op->args[a].b[j].var == v) return true;
+    }
+    return false;
+}
+
+/* The model outputs: the outputs of op `last`, or (last < 0) every output
+ * of a taken op that no taken op reads, and every model output of the
+ * source that a taken op computes, in program order. */
+static milk_status add_outputs(cloner *c, const milk_block *b, const bool *take, int last)
+{
+    for (int i = last >= 0 ? last : 0; i < b->n_ops; i++) {
+        const milk_op *op = b->ops[i];
+        for (int k = 0; take[i] && k < op->n_outputs; k++) {
+            bool model_output, read = read_by_taken(b, take, op->outputs[k], &model_output);
+            if (last < 0 && read && !model_output) continue;
+            MILK_TRY(milk_block_add_output(c->ctx, c->f->block, c->map[op->outputs[k]->id]));
+        }
+        if (last >= 0) break;
+    }
+    return MILK_OK;
+}
+
 static milk_status copy_ops(cloner *c, const milk_function *fn, const bool *take,
                             int last)
 {
@@ -222,10 +254,7 @@ static milk_status copy_ops(cloner *c, const milk_function *fn, const bool *take
     MILK_TRY(add_inputs(c, b, take));
     for (int i = 0; i < b->n_ops; i++)
         if (take[i]) MILK_TRY(clone_op(c, b->ops[i]));
-    for (int k = 0; k < b->ops[last]->n_outputs; k++)
-        MILK_TRY(milk_block_add_output(c->ctx, c->f->block,
-                                       c->map[b->ops[last]->outputs[k]->id]));
-    return MILK_OK;
+    return add_outputs(c, b, take, last);
 }
 
 /* ---- the new program ---------------------------------------------------------- */
@@ -270,6 +299,41 @@ static milk_status extract(milk_ctx *ctx, const milk_function *fn,
     if (s == MILK_OK && params->variant != MILK_EXTRACT_PLAIN)
         s = vf_variant_apply(ctx, f, params->variant);
     return s;
+}
+
+milk_status vf_extract_set(milk_ctx *ctx, const milk_program *p, const milk_function *fn,
+                           const bool *take_ops, const char *description, milk_program **out)
+{
+    *out = NULL;
+    for (int i = 0; i < fn->block->n_ops; i++) {
+        const milk_op *op = fn->block->ops[i];
+        if (take_ops[i] && (op->kind == MILK_OP_const_ || milk_op_is_constexpr(op) || op->n_blocks))
+            return milk_errorf(ctx, MILK_ERR_INVALID_ARG, "op '%s' (%s) cannot be taken: %s",
+                               op->name, milk_ops[op->kind]->name,
+                               op->n_blocks ? "it has nested blocks"
+                                            : "a constant goes with its readers");
+    }
+    bool *take = malloc(((size_t)fn->block->n_ops + 1) * sizeof *take);
+    if (!take) return nomem(ctx);
+    milk_copy(take, take_ops, (size_t)fn->block->n_ops * sizeof *take);
+    take_constexprs(fn, take);
+    milk_program *q = NULL;
+    milk_function *f = NULL;
+    milk_status s = new_program(ctx, p, fn, &q, &f);
+    cloner c = {ctx, q, f, calloc((size_t)fn->n_vars + 1, sizeof(milk_var *))};
+    if (s == MILK_OK && !c.map) s = nomem(ctx);
+    if (s == MILK_OK) s = copy_ops(&c, fn, take, -1);
+    free(c.map);
+    free(take);
+    if (s == MILK_OK && description)
+        s = milk_program_set_metadata(ctx, q, "shortDescription", description);
+    if (s == MILK_OK) s = milk_program_check(ctx, q);
+    if (s != MILK_OK) {
+        milk_program_free(q);
+        return s;
+    }
+    *out = q;
+    return MILK_OK;
 }
 
 milk_status milk_program_extract(milk_ctx *ctx, const milk_program *p,
