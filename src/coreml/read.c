@@ -363,7 +363,7 @@ static milk_status function_opset(coreml_reader *r, const pb_function *pf,
     milk_target t = milk_opset_from_proto_name(pf->opset);
     if (!t)
         return milk_errorf(r->ctx, MILK_ERR_UNSUPPORTED,
-                           "opset '%s' is not supported (CoreML5 to CoreML8)",
+                           "opset '%s' is not supported (CoreML5 to CoreML9)",
                            pf->opset);
     if (t > r->p->target)
         return milk_errorf(r->ctx, MILK_ERR_INVALID_MODEL,
@@ -410,11 +410,18 @@ static milk_status function_body(coreml_reader *r, const pb_function *pf,
         snprintf(what, sizeof what, "input '%.200s'", pf->inputs[i]->name);
         milk_tensor_type t;
         milk_var *v;
-        MILK_TRY(coreml_type_read(r, pf->inputs[i]->type, what, &t));
-        MILK_TRY(milk_function_add_input(r->ctx, f, pf->inputs[i]->name, &t, &v));
+        const pb_value_type *vt = pf->inputs[i]->type;
+        bool state = vt && vt->type_case == CORE_ML__SPECIFICATION__MILSPEC__VALUE_TYPE__TYPE_STATE_TYPE;
+        if (state && !(vt->statetype && vt->statetype->wrappedtype))
+            return milk_errorf(r->ctx, MILK_ERR_INVALID_MODEL,
+                               "%s: a stateType wraps no type", what);
+        MILK_TRY(coreml_type_read(r, state ? vt->statetype->wrappedtype : vt, what, &t));
+        MILK_TRY((state ? milk_function_add_state : milk_function_add_input)(
+            r->ctx, f, pf->inputs[i]->name, &t, &v));
         MILK_TRY(coreml_scope_define(r->ctx, r->scope, v, f->block));
     }
-    return block_read(r, pb, f->block);
+    MILK_TRY(block_read(r, pb, f->block));
+    return milk_function_check_states(r->ctx, f);
 }
 
 static milk_status function_read(coreml_reader *r, const char *name,
@@ -502,18 +509,19 @@ static milk_status model_read(coreml_reader *r, const pb_model *m)
     if (m->type_case != CORE_ML__SPECIFICATION__MODEL__TYPE_ML_PROGRAM || !m->mlprogram)
         return not_a_program(r, m);
     int sv = m->specificationversion;
-    if (sv < MILK_TARGET_IOS15 || sv > MILK_TARGET_IOS18)
-        return milk_errorf(r->ctx, sv > MILK_TARGET_IOS18 ? MILK_ERR_UNSUPPORTED
+    if (sv < MILK_TARGET_IOS15 || sv > MILK_TARGET_IOS26)
+        return milk_errorf(r->ctx, sv > MILK_TARGET_IOS26 ? MILK_ERR_UNSUPPORTED
                                                           : MILK_ERR_INVALID_MODEL,
                            "specificationVersion %d: milk reads ML Programs "
-                           "of specificationVersion 6 (iOS15) to 9 (iOS18)",
+                           "of specificationVersion 6 (iOS15) to 10 (iOS26)",
                            sv);
     if (m->isupdatable)
         return milk_errorf(r->ctx, MILK_ERR_UNSUPPORTED,
                            "isUpdatable: updatable models are not supported");
     MILK_TRY(milk_program_create(r->ctx, (milk_target)sv, &r->p));
     MILK_TRY(coreml_desc_read(r, m->description));
-    return program_read(r, m->mlprogram);
+    MILK_TRY(program_read(r, m->mlprogram));
+    return coreml_desc_check(r, m->description);
 }
 
 milk_status coreml_model_read(milk_ctx *ctx, const char *file,

@@ -50,6 +50,17 @@ static pb_named_type *named_type(coreml_writer *w, const milk_var *v)
     if (!nt) return NULL;
     nt->name = (char *)v->name;
     nt->type = coreml_tensor_type_write(w, &v->type);
+    if (nt->type && v->is_state) { /* state<tensor<...>> */
+        pb_value_type *st = NEW(pb_value_type, CORE_ML__SPECIFICATION__MILSPEC__VALUE_TYPE__INIT);
+        CoreML__Specification__MILSpec__StateType *wrap =
+            NEW(CoreML__Specification__MILSpec__StateType,
+                CORE_ML__SPECIFICATION__MILSPEC__STATE_TYPE__INIT);
+        if (!st || !wrap) return NULL;
+        wrap->wrappedtype = nt->type;
+        st->type_case = CORE_ML__SPECIFICATION__MILSPEC__VALUE_TYPE__TYPE_STATE_TYPE;
+        st->statetype = wrap;
+        nt->type = st;
+    }
     return nt->type ? nt : NULL;
 }
 

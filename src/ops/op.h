@@ -19,6 +19,8 @@ enum {
     MILK_P_REQ = 1u << 0,      /* must be bound */
     MILK_P_CONST = 1u << 1,    /* must be a compile-time constant */
     MILK_P_VARIADIC = 1u << 2, /* a tuple: one binding per element (>= 1) */
+    MILK_P_STATE = 1u << 3,    /* a state input of the function (read_state,
+                                  write_state); no other param takes one */
 };
 
 typedef struct milk_param {

@@ -30,18 +30,30 @@ milk_status vf_run(milk_ctx *ctx, const milk_program *p, const vf_inputs *in,
                    bool keep_all, const char *const *keep, int n_keep,
                    milk_runner **out)
 {
+    return vf_run_state(ctx, p, in, params, stage, keep_all, keep, n_keep,
+                        NULL, out);
+}
+
+milk_status vf_run_state(milk_ctx *ctx, const milk_program *p,
+                         const vf_inputs *in, const milk_verify_params *params,
+                         const char *stage, bool keep_all,
+                         const char *const *keep, int n_keep,
+                         milk_state *state, milk_runner **out)
+{
     *out = NULL;
     relay rl = {params, stage}; /* used only while the runner runs, below */
     milk_run_params rp = {0};
     rp.precision = params->precision;
     rp.keep_all = keep_all;
+    rp.function = params->function;
     if (params->progress) {
         rp.progress = relay_progress;
         rp.progress_user = &rl;
     }
     milk_runner *r;
     MILK_TRY(milk_runner_create(ctx, p, &rp, &r));
-    milk_status s = vf_inputs_set(ctx, in, r, milk_program_function(p, "main"));
+    milk_status s = state ? milk_runner_set_state(ctx, r, state) : MILK_OK;
+    if (s == MILK_OK) s = vf_inputs_set(ctx, in, r, milk_runner_function(r));
     for (int i = 0; s == MILK_OK && i < n_keep; i++) s = milk_runner_keep(ctx, r, keep[i]);
     if (s == MILK_OK) s = milk_runner_run(ctx, r);
     if (s != MILK_OK) {
@@ -54,8 +66,40 @@ milk_status vf_run(milk_ctx *ctx, const milk_program *p, const vf_inputs *in,
 
 /* ---- the result --------------------------------------------------------- */
 
-static milk_status verify_new(milk_ctx *ctx, const milk_verify_params *p,
-                              bool two, milk_verify **out)
+/* Copy the per-var tolerances and the extract command into v's arena. */
+static milk_status copy_options(milk_ctx *ctx, milk_verify *v, const milk_verify_params *p)
+{
+    if (p->n_tolerances < 0 || (p->n_tolerances && !p->tolerances))
+        return milk_errorf(ctx, MILK_ERR_INVALID_ARG, "bad list of tolerances");
+    if ((unsigned)p->error_stat > MILK_VERIFY_STAT_ELEMWISE)
+        return milk_errorf(ctx, MILK_ERR_INVALID_ARG, "unknown error statistic %d",
+                           (int)p->error_stat);
+    v->stat = p->error_stat;
+    if (p->n_tolerances) {
+        v->tols = milk_arena_alloc(v->arena, (size_t)p->n_tolerances * sizeof *v->tols);
+        if (!v->tols) return milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
+    }
+    for (int i = 0; i < p->n_tolerances; i++) {
+        const milk_verify_tolerance *t = &p->tolerances[i];
+        if (!t->var || !(t->atol >= 0) || !(t->rtol >= 0) || !isfinite(t->atol) ||
+            !isfinite(t->rtol))
+            return milk_errorf(ctx, MILK_ERR_INVALID_ARG, "tolerance %d: a var name and "
+                               "finite values >= 0 are needed", i);
+        v->tols[i] = *t;
+        if (!(v->tols[i].var = milk_arena_strdup(v->arena, t->var)))
+            return milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
+    }
+    v->n_tols = p->n_tolerances;
+    if (p->extract_command &&
+        !(v->extract_command = vf_utf8_clean(v->arena, p->extract_command)))
+        return milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
+    if (p->save_inputs && !(v->save_inputs = vf_utf8_clean(v->arena, p->save_inputs)))
+        return milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
+    return MILK_OK;
+}
+
+milk_status vf_verify_new(milk_ctx *ctx, const milk_verify_params *p, bool two,
+                          milk_verify **out)
 {
     milk_verify *v = calloc(1, sizeof *v);
     if (!v || !(v->arena = milk_arena_create())) {
@@ -73,7 +117,7 @@ static milk_status verify_new(milk_ctx *ctx, const milk_verify_params *p,
                                            : two ? "A" : "reference");
     *out = v;
     if (!v->label || !v->ref_label) return milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
-    return MILK_OK;
+    return copy_options(ctx, v, p);
 }
 
 void milk_verify_free(milk_verify *v)
@@ -252,15 +296,21 @@ static milk_status add_row(milk_ctx *ctx, milk_verify *v, const milk_op *op,
     if (!row->op || !row->var || !row->ref) return milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
     row->op_index = op_index;
     row->type = *got_t;
-    vf_tolerance(v, fp16 || w->type.dtype == MILK_DTYPE_FP16, &row->atol, &row->rtol);
-    vf_metrics m = {INFINITY, 0, INFINITY, -INFINITY};
+    vf_tolerance(v, fp16 || w->type.dtype == MILK_DTYPE_FP16, var->name, &row->atol,
+                 &row->rtol);
+    int64_t n = milk_tensor_type_count(got_t);
+    vf_metrics m = {INFINITY, 0, INFINITY, -INFINITY, -INFINITY, INFINITY, INFINITY, n};
     row->shape_mismatch = !vf_same_shape(got_t, &w->type);
-    if (!row->shape_mismatch) vf_compare(got, w->x, milk_tensor_type_count(got_t), &m);
+    if (!row->shape_mismatch) MILK_TRY(vf_compare(ctx, got, w->x, n, row->atol, row->rtol, &m));
     row->max_abs = m.max_abs;
     row->max_rel = m.max_rel;
     row->snr_db = m.snr_db;
+    row->psnr_db = m.psnr_db;
+    row->mean_abs = m.mean_abs;
+    row->median_abs = m.median_abs;
+    row->n_beyond = m.n_beyond;
     v->row_var[v->n_rows] = var->id;
-    v->row_match[v->n_rows] = !row->shape_mismatch && vf_within(&m, row->atol, row->rtol);
+    v->row_match[v->n_rows] = !row->shape_mismatch && vf_within(&m, v->stat, row->atol, row->rtol);
     v->n_rows++;
     return MILK_OK;
 }
@@ -312,8 +362,11 @@ static milk_status compare_all(milk_ctx *ctx, milk_verify *v, const source *s,
     for (int i = 0; i < b->n_ops; i++) {
         const milk_op *op = b->ops[i];
         if (op->kind == MILK_OP_const_) continue;
-        for (int k = 0; k < op->n_outputs; k++)
+        for (int k = 0; k < op->n_outputs && !v->stopped; k++) {
             MILK_TRY(compare_var(ctx, v, s, r, op, v->n_ops, op->outputs[k]));
+            v->stopped = (v->flags & MILK_VERIFY_FAIL_FAST) && v->n_rows > 0 &&
+                         !v->row_match[v->n_rows - 1];
+        }
         v->n_ops++;
     }
     return MILK_OK;
@@ -470,13 +523,18 @@ static milk_status collect_flags(milk_ctx *ctx, milk_verify *v, const milk_runne
 
 /* ---- the two entry points ------------------------------------------------ */
 
+/* The function to verify: params->function, else the default one. */
 static milk_status main_of(milk_ctx *ctx, const milk_program *p, const char *label,
+                           const milk_verify_params *params,
                            const milk_function **out)
 {
-    *out = milk_program_function(p, "main");
-    if (!*out)
-        return milk_errorf(ctx, MILK_ERR_NOT_FOUND, "%s: the program has no function 'main'",
-                           label);
+    const char *name = params->function ? params->function
+                                        : milk_program_default_function(p);
+    *out = milk_program_function(p, name);
+    if (!*out) {
+        milk_function_not_found(ctx, p, name);
+        return milk_error_prefix(ctx, "%s", label);
+    }
     return MILK_OK;
 }
 
@@ -540,12 +598,79 @@ static milk_status finish(milk_ctx *ctx, milk_verify *v, source *s,
     return collect_flags(ctx, v, r);
 }
 
+/* Every per-var tolerance names a var of fn. */
+static milk_status check_tolerances(milk_ctx *ctx, const milk_verify_params *p,
+                                    const milk_function *fn, const char *label)
+{
+    for (int i = 0; i < p->n_tolerances; i++)
+        if (p->tolerances[i].var && !milk_function_var(fn, p->tolerances[i].var))
+            return milk_errorf(ctx, MILK_ERR_NOT_FOUND, "tolerance for '%s': %s has no var "
+                               "of that name", p->tolerances[i].var, label);
+    return MILK_OK;
+}
+
+/* The model inputs of a run into an .npz (params.save_inputs). */
+static milk_status save_inputs(milk_ctx *ctx, const vf_inputs *in, const char *path)
+{
+    const char **names = calloc((size_t)in->n + 1, sizeof *names);
+    milk_array *arrays = calloc((size_t)in->n + 1, sizeof *arrays);
+    milk_status s = names && arrays ? MILK_OK : milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
+    for (int i = 0; s == MILK_OK && i < in->n; i++) {
+        names[i] = in->items[i].name;
+        arrays[i] = *in->items[i].use; /* shallow: written, not freed */
+    }
+    if (s == MILK_OK) s = milk_npz_write(ctx, path, names, arrays, in->n);
+    free(names);
+    free(arrays);
+    return s;
+}
+
+/* The model outputs of the run under test into an .npz. */
+static milk_status save_outputs(milk_ctx *ctx, const milk_runner *r, const char *path)
+{
+    const milk_function *fn = milk_runner_function(r);
+    const char **names = calloc((size_t)fn->block->n_outputs + 1, sizeof *names);
+    if (!names) return milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
+    int n = 0;
+    for (int i = 0; i < fn->block->n_outputs; i++) {
+        bool dup = false; /* an output listed twice is written once */
+        for (int k = 0; k < n; k++) dup |= strcmp(names[k], fn->block->outputs[i]->name) == 0;
+        if (!dup) names[n++] = fn->block->outputs[i]->name;
+    }
+    milk_status s = milk_runner_save_npz(ctx, r, names, n, path);
+    free(names);
+    return s;
+}
+
+milk_status vf_verify_archive(milk_ctx *ctx, const milk_program *p, const vf_inputs *in,
+                              const milk_npz *z, const milk_verify_params *params,
+                              milk_verify *v)
+{
+    const milk_function *fn;
+    MILK_TRY(main_of(ctx, p, v->label, params, &fn));
+    /* keep only the vars the archive holds: a big model's values need not
+     * all fit in memory at once */
+    const char **keep = calloc((size_t)z->n + 1, sizeof *keep);
+    if (!keep) return milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
+    int n = 0;
+    for (int i = 0; i < z->n; i++)
+        if (milk_function_var(fn, z->members[i].name)) keep[n++] = z->members[i].name;
+    milk_runner *r = NULL;
+    milk_status s = vf_run(ctx, p, in, params, v->label, false, keep, n, &r);
+    source src = {z, v->ref_label, NULL, NULL, fn, NULL, NULL, NULL};
+    if (s == MILK_OK) s = finish(ctx, v, &src, fn, r);
+    if (s == MILK_OK && params->save_outputs) s = save_outputs(ctx, r, params->save_outputs);
+    milk_runner_free(r);
+    free(keep);
+    return s;
+}
+
 /* Run p on the archive's inputs, keeping only the vars the archive holds:
  * a big model's values need not all fit in memory at once. */
 static milk_status run_for_archive(milk_ctx *ctx, const milk_program *p,
                                    const milk_function *fn, const milk_npz *z,
                                    const milk_verify_params *params, milk_verify *v,
-                                   milk_runner **r)
+                                   milk_state *state, milk_runner **r)
 {
     const char **keep = calloc((size_t)z->n + 1, sizeof *keep);
     if (!keep) return milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
@@ -554,9 +679,181 @@ static milk_status run_for_archive(milk_ctx *ctx, const milk_program *p,
         if (milk_function_var(fn, z->members[i].name)) keep[n++] = z->members[i].name;
     vf_inputs in = {0};
     milk_status s = vf_inputs_gather(ctx, fn, z, v->ref_label, params, false, v, &in);
-    if (s == MILK_OK) s = vf_run(ctx, p, &in, params, v->label, false, keep, n, r);
+    if (s == MILK_OK)
+        s = vf_run_state(ctx, p, &in, params, v->label, false, keep, n, state, r);
     vf_inputs_release(&in);
     free(keep);
+    return s;
+}
+
+/* ---- several steps (stateful programs) ------------------------------------ */
+
+/* The tensors of z for step k: NAME@k as NAME, and NAME (the same for
+ * every step) where there is no NAME@k. The arrays are borrowed from z:
+ * release with view_release. */
+static milk_status step_view(milk_ctx *ctx, const milk_npz *z, int k,
+                             milk_npz *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!(out->members = calloc((size_t)z->n + 1, sizeof *out->members)))
+        return milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
+    char suffix[32];
+    int ls = snprintf(suffix, sizeof suffix, "@%d", k);
+    for (int i = 0; i < z->n; i++) {
+        const char *name = z->members[i].name, *at = strrchr(name, '@');
+        size_t len = strlen(name);
+        bool mine = at && strcmp(at, suffix) == 0;
+        if (at && !mine) continue; /* another step's */
+        if (mine) len -= (size_t)ls;
+        else {
+            char key[1024];
+            snprintf(key, sizeof key, "%s%s", name, suffix);
+            if (milk_npz_find(z, key)) continue; /* NAME@k wins */
+        }
+        char *n = malloc(len + 1);
+        if (!n) return milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
+        memcpy(n, name, len);
+        n[len] = 0;
+        out->members[out->n].name = n;
+        out->members[out->n++].array = z->members[i].array;
+    }
+    return MILK_OK;
+}
+
+static void view_release(milk_npz *z)
+{
+    for (int i = 0; i < z->n; i++) free(z->members[i].name);
+    free(z->members);
+    memset(z, 0, sizeof *z);
+}
+
+/* name@k in v's arena. */
+static const char *at_step(milk_verify *v, const char *name, int k)
+{
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s@%d", name, k);
+    return milk_arena_strdup(v->arena, buf);
+}
+
+/* Append step k's result to the whole: rows keyed var@k, the first
+ * divergence of the earliest step that has one, its suspects. */
+static milk_status merge_step(milk_ctx *ctx, milk_verify *v,
+                              const milk_verify *w, int k)
+{
+    int base = v->n_rows;
+    for (int i = 0; i < w->n_rows; i++) {
+        MILK_TRY(grow(ctx, v, (void **)&v->rows, v->n_rows, &v->cap_rows, sizeof *v->rows));
+        size_t cap = (size_t)v->cap_rows;
+        int *rv = realloc(v->row_var, cap * sizeof *rv);
+        if (rv) v->row_var = rv;
+        bool *rm = rv ? realloc(v->row_match, cap * sizeof *rm) : NULL;
+        if (rm) v->row_match = rm;
+        if (!rv || !rm) return milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
+        milk_verify_row row = w->rows[i];
+        row.op = milk_arena_strdup(v->arena, row.op);
+        row.var = at_step(v, row.var, k);
+        row.ref = at_step(v, row.ref, k);
+        if (!row.op || !row.var || !row.ref) return milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
+        v->rows[v->n_rows] = row;
+        v->row_var[v->n_rows] = w->row_var[i];
+        v->row_match[v->n_rows++] = w->row_match[i];
+    }
+    if (v->first < 0 && w->first >= 0) {
+        v->first = base + w->first;
+        for (int i = 0; i < w->n_suspects; i++) {
+            int cap = v->n_suspects;
+            MILK_TRY(grow(ctx, v, (void **)&v->suspects, v->n_suspects, &cap, sizeof *v->suspects));
+            if (!(v->suspects[v->n_suspects++] = at_step(v, w->suspects[i], k)))
+                return milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
+        }
+    }
+    for (int i = 0; i < w->n_flags; i++) {
+        MILK_TRY(grow(ctx, v, (void **)&v->flags_list, v->n_flags, &v->cap_flags,
+                      sizeof *v->flags_list));
+        vf_flag f = w->flags_list[i];
+        if (!(f.op = at_step(v, f.op, k))) return milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
+        v->flags_list[v->n_flags++] = f;
+    }
+    v->n_ops = w->n_ops;
+    v->n_unchecked += w->n_unchecked;
+    return MILK_OK;
+}
+
+/* Reference tensors of no step and no var: NAME@k with k >= steps, or a
+ * name that is no var. */
+static milk_status steps_unmatched(milk_ctx *ctx, milk_verify *v,
+                                   const milk_npz *z, const milk_function *fn,
+                                   int steps)
+{
+    for (int i = 0; i < z->n; i++) {
+        char name[1024];
+        snprintf(name, sizeof name, "%s", z->members[i].name);
+        char *at = strrchr(name, '@'), *end = NULL;
+        long k = at ? strtol(at + 1, &end, 10) : 0;
+        if (at && end && !*end && k >= 0 && k < steps) *at = 0;
+        if (milk_function_var(fn, name) && (!at || (end && !*end && k < steps))) continue;
+        MILK_TRY(grow(ctx, v, (void **)&v->unmatched, v->n_unmatched, &v->cap_unmatched,
+                      sizeof *v->unmatched));
+        if (!(v->unmatched[v->n_unmatched++] = milk_arena_strdup(v->arena, z->members[i].name)))
+            return milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
+    }
+    return MILK_OK;
+}
+
+/* Step k of a multi-step verification into w, with the states of st. */
+static milk_status verify_step(milk_ctx *ctx, const milk_program *p,
+                               const milk_function *fn, const milk_npz *z,
+                               int k, const milk_verify_params *params,
+                               milk_state *st, milk_verify *w)
+{
+    milk_npz view;
+    milk_runner *r = NULL;
+    milk_status s = step_view(ctx, z, k, &view);
+    if (s == MILK_OK) s = run_for_archive(ctx, p, fn, &view, params, w, st, &r);
+    source src = {&view, w->ref_label, NULL, NULL, fn, NULL, NULL, NULL};
+    if (s == MILK_OK) {
+        if (!(src.fp16 = fp16_lineage(fn))) s = milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
+        if (s == MILK_OK) s = compare_all(ctx, w, &src, fn, r);
+        free(src.fp16);
+        if (s == MILK_OK) s = analyze(ctx, w, fn);
+        if (s == MILK_OK) s = collect_flags(ctx, w, r);
+    }
+    milk_runner_free(r);
+    view_release(&view);
+    if (s != MILK_OK) milk_error_prefix(ctx, "step %d", k);
+    return s;
+}
+
+/* params->steps runs of fn with one state object (zero at first), step k
+ * on REF's NAME@k inputs (or NAME for every step), each compared with
+ * REF's NAME@k values. */
+static milk_status verify_steps(milk_ctx *ctx, const milk_program *p,
+                                const milk_function *fn, const char *ref_path,
+                                const milk_verify_params *params,
+                                milk_verify **out)
+{
+    milk_npz z = {0};
+    milk_state *st = NULL;
+    milk_verify *v = NULL;
+    MILK_TRY(milk_npz_read(ctx, ref_path, &z));
+    milk_status s = milk_state_create(ctx, p, &st);
+    if (s == MILK_OK) s = vf_verify_new(ctx, params, false, &v);
+    if (s == MILK_OK && !params->ref_label && !(v->ref_label = vf_utf8_clean(v->arena, ref_path)))
+        s = milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
+    for (int k = 0; s == MILK_OK && k < params->steps; k++) {
+        milk_verify *w = NULL;
+        s = vf_verify_new(ctx, params, false, &w);
+        if (s == MILK_OK) w->ref_label = v->ref_label;
+        if (s == MILK_OK) s = verify_step(ctx, p, fn, &z, k, params, st, w);
+        if (s == MILK_OK) s = merge_step(ctx, v, w, k);
+        milk_verify_free(w);
+    }
+    if (s == MILK_OK && v->n_rows == 0) s = no_rows(ctx, v, fn);
+    if (s == MILK_OK) s = steps_unmatched(ctx, v, &z, fn, params->steps);
+    milk_state_free(st);
+    milk_npz_release(&z);
+    if (s != MILK_OK) milk_verify_free(v);
+    else *out = v;
     return s;
 }
 
@@ -569,22 +866,57 @@ milk_status milk_verify_reference(milk_ctx *ctx, const milk_program *p,
     const milk_function *fn;
     *out = NULL;
     if (!params) params = &def;
-    MILK_TRY(main_of(ctx, p, params->label ? params->label : "program", &fn));
+    const char *label = params->label ? params->label : "program";
+    MILK_TRY(main_of(ctx, p, label, params, &fn));
+    MILK_TRY(check_tolerances(ctx, params, fn, label));
+    if (params->steps > 1) return verify_steps(ctx, p, fn, ref_path, params, out);
     milk_npz z = {0};
     MILK_TRY(milk_npz_read(ctx, ref_path, &z));
     milk_verify *v = NULL;
-    milk_runner *r = NULL;
-    milk_status s = verify_new(ctx, params, false, &v);
+    vf_inputs in = {0};
+    milk_status s = vf_verify_new(ctx, params, false, &v);
     if (s == MILK_OK && !params->ref_label && !(v->ref_label = vf_utf8_clean(v->arena, ref_path)))
         s = milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
-    if (s == MILK_OK) s = run_for_archive(ctx, p, fn, &z, params, v, &r);
-    source src = {&z, v ? v->ref_label : NULL, NULL, NULL, fn, NULL, NULL, NULL};
-    if (s == MILK_OK) s = finish(ctx, v, &src, fn, r);
-    milk_runner_free(r);
+    if (s == MILK_OK) s = vf_inputs_gather(ctx, fn, &z, v->ref_label, params, false, v, &in);
+    if (s == MILK_OK && params->save_inputs) s = save_inputs(ctx, &in, params->save_inputs);
+    if (s == MILK_OK) s = vf_verify_archive(ctx, p, &in, &z, params, v);
+    vf_inputs_release(&in);
     milk_npz_release(&z);
     if (s != MILK_OK) milk_verify_free(v);
     else *out = v;
     return s;
+}
+
+/* Run a (the reference) and b on in and compare b's vars with a's; pa and
+ * pb say how each runs. */
+static milk_status compare_runs(milk_ctx *ctx, milk_verify *v, const milk_program *a,
+                                const milk_program *b, const vf_inputs *in,
+                                const milk_verify_params *pa, const milk_verify_params *pb)
+{
+    const milk_function *fa, *fb;
+    MILK_TRY(main_of(ctx, a, v->ref_label, pa, &fa));
+    MILK_TRY(main_of(ctx, b, v->label, pb, &fb));
+    milk_runner *ra = NULL, *rb = NULL;
+    milk_status s = vf_run(ctx, a, in, pa, v->ref_label, true, NULL, 0, &ra);
+    if (s == MILK_OK) s = vf_run(ctx, b, in, pb, v->label, true, NULL, 0, &rb);
+    source src = {NULL, NULL, ra, fa, fb, NULL, NULL, pb};
+    if (s == MILK_OK) s = index_reference(ctx, v, fa, &src.norm);
+    if (s == MILK_OK) s = finish(ctx, v, &src, fb, rb);
+    if (s == MILK_OK && pb->save_outputs) s = save_outputs(ctx, rb, pb->save_outputs);
+    milk_names_free(src.norm);
+    milk_runner_free(ra);
+    milk_runner_free(rb);
+    return s;
+}
+
+milk_status vf_verify_precisions(milk_ctx *ctx, const milk_program *p, const vf_inputs *in,
+                                 const milk_verify_params *params, milk_verify *v)
+{
+    milk_verify_params pa = *params, pb = *params;
+    pa.precision = MILK_PRECISION_FP32;
+    pb.precision = MILK_PRECISION_AS_DECLARED;
+    pa.save_outputs = NULL;
+    return compare_runs(ctx, v, p, p, in, &pa, &pb);
 }
 
 /* Every pair names a var of each program, B's computed by an op. */
@@ -621,22 +953,16 @@ milk_status milk_verify_programs(milk_ctx *ctx, const milk_program *a,
     const milk_function *fa, *fb;
     *out = NULL;
     if (!params) params = &def;
-    MILK_TRY(main_of(ctx, a, params->ref_label ? params->ref_label : "A", &fa));
-    MILK_TRY(main_of(ctx, b, params->label ? params->label : "B", &fb));
+    MILK_TRY(main_of(ctx, a, params->ref_label ? params->ref_label : "A", params, &fa));
+    MILK_TRY(main_of(ctx, b, params->label ? params->label : "B", params, &fb));
     MILK_TRY(check_pairs(ctx, params, fa, fb));
+    MILK_TRY(check_tolerances(ctx, params, fb, params->label ? params->label : "B"));
     milk_verify *v = NULL;
     vf_inputs in = {0};
-    milk_runner *ra = NULL, *rb = NULL;
-    milk_status s = verify_new(ctx, params, true, &v);
+    milk_status s = vf_verify_new(ctx, params, true, &v);
     if (s == MILK_OK) s = vf_inputs_gather(ctx, fa, NULL, NULL, params, true, v, &in);
-    if (s == MILK_OK) s = vf_run(ctx, a, &in, params, v->ref_label, true, NULL, 0, &ra);
-    if (s == MILK_OK) s = vf_run(ctx, b, &in, params, v->label, true, NULL, 0, &rb);
-    source src = {NULL, NULL, ra, fa, fb, NULL, NULL, params};
-    if (s == MILK_OK) s = index_reference(ctx, v, fa, &src.norm);
-    if (s == MILK_OK) s = finish(ctx, v, &src, fb, rb);
-    milk_names_free(src.norm);
-    milk_runner_free(ra);
-    milk_runner_free(rb);
+    if (s == MILK_OK && params->save_inputs) s = save_inputs(ctx, &in, params->save_inputs);
+    if (s == MILK_OK) s = compare_runs(ctx, v, a, b, &in, params, params);
     vf_inputs_release(&in);
     if (s != MILK_OK) milk_verify_free(v);
     else *out = v;
