@@ -26,5 +26,6 @@ int cmd_convert(milk_ctx *ctx, int argc, char **argv);
 int cmd_verify(milk_ctx *ctx, int argc, char **argv);
 int cmd_extract(milk_ctx *ctx, int argc, char **argv);
 int cmd_debug(milk_ctx *ctx, int argc, char **argv);
+int cmd_inspect(milk_ctx *ctx, int argc, char **argv);
 
 #endif
