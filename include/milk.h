@@ -112,17 +112,24 @@ typedef struct milk_tensor_type {
 int64_t milk_tensor_type_count(const milk_tensor_type *t);
 
 /* Deployment targets. The value is the Core ML specificationVersion; the
- * ML Program opset follows from it (iOS15 = CoreML5 ... iOS18 = CoreML8). */
+ * ML Program opset follows from it (iOS15 = CoreML5 ... iOS18 = CoreML8,
+ * iOS26 = CoreML9, which adds int8 model inputs and outputs and no op). */
 typedef enum milk_target {
     MILK_TARGET_IOS15 = 6,
     MILK_TARGET_IOS16 = 7,
     MILK_TARGET_IOS17 = 8,
     MILK_TARGET_IOS18 = 9,
+    MILK_TARGET_IOS26 = 10,
 } milk_target;
 
-/* "ios15".."ios18"; NULL for anything else. */
+/* "ios15".."ios18", "ios26"; NULL for anything else. */
 const char *milk_target_name(milk_target t);
-/* Parses "ios15".."ios18" (case-insensitive); 0 if unknown. */
+/* Parses a target by its iOS name or the name of the same release on
+ * another OS (case-insensitive), as coremltools' ct.target does: ios15,
+ * macos12, tvos15, watchos8 (spec 6); ios16, macos13, tvos16, watchos9
+ * (7); ios17, macos14, tvos17, watchos10, visionos1 (8); ios18, macos15,
+ * tvos18, watchos11, visionos2 (9); ios26, macos26, tvos26, watchos26,
+ * visionos26 (10). 0 if unknown. */
 milk_target milk_target_from_name(const char *name);
 
 /* ------------------------------------------------------------------ */
@@ -1172,6 +1179,23 @@ milk_state *milk_runner_state(const milk_runner *r);
  * Core ML lists them in the description (`functions`, spec 9, iOS18) with
  * a default function, the one run when none is named. */
 
+/* Copy function src_function of src (NULL: its default function) into p
+ * as function `name`: inputs, states, ops, nested blocks, attributes and
+ * constants, with the function's own opset (which may not be newer than
+ * p's target), and its recorded description (flexible shapes). src may
+ * be freed afterwards, but file-backed constants keep referring to their
+ * files (a package's weight.bin), which must exist until p is saved. A
+ * constant of at least 10 elements equal by content to one p already
+ * holds shares its data, so that the saved package stores it once, as
+ * coremltools' save_multifunction does (compared byte for byte up to 64
+ * MiB, by two independent 64-bit hashes of the bytes above). A state the
+ * function shares by name with another function of p must have the same
+ * type (MILK_ERR_INVALID_ARG). On failure p may hold part of the new
+ * function: discard it. */
+milk_status milk_program_add_function_from(milk_ctx *ctx, milk_program *p,
+                                           const char *name,
+                                           const milk_program *src,
+                                           const char *src_function);
 /* Make function `name` the default (MILK_ERR_NOT_FOUND if absent). */
 milk_status milk_program_set_default_function(milk_ctx *ctx, milk_program *p,
                                               const char *name);

@@ -12,7 +12,7 @@
 #include <time.h>
 
 static const char *convert_usage =
-    "milk convert IN.onnx -o OUT.mlpackage [--target ios15|ios16|ios17|ios18]\n"
+    "milk convert IN.onnx -o OUT.mlpackage [--target ios15..ios18|ios26]\n"
     "       [--precision fp16|fp32] [--input-shape NAME=d0,d1,... ...]\n"
     "       [--compute-units all|cpu_only|cpu_and_gpu|cpu_and_ne]\n"
     "       [--disable-rule ID|all ...] [--enable-rule ID ...] [--keep-fp32 NAME,... ...]\n"
@@ -92,7 +92,7 @@ static int parse_option(milk_ctx *ctx, int argc, char **argv, int *i,
         a->out = v;
     } else if (cli_opt(argc, argv, i, "--target", &v)) {
         if (!v || !(a->params.target = milk_target_from_name(v)))
-            return cli_usage(convert_usage, "--target is ios15, ios16, ios17 or ios18");
+            return cli_usage(convert_usage, "--target is ios15..ios18 or ios26 (or macosNN, tvosNN, watchosNN, visionosNN)");
     } else if (cli_opt(argc, argv, i, "--precision", &v)) {
         if (v && strcmp(v, "fp16") == 0) a->params.precision = MILK_CONVERT_FP16;
         else if (v && strcmp(v, "fp32") == 0) a->params.precision = MILK_CONVERT_FP32;

@@ -21,7 +21,7 @@ static const char *verify_usage =
     "milk verify PKG --reference REF.npz [--input NAME=FILE.npy ...] [--steps N]\n"
     "       milk verify A.mlpackage B.mlpackage [--input NAME=FILE.npy ...] [--seed N]\n"
     "         [--pair A_NAME=B_NAME ...]\n"
-    "       milk verify MODEL.onnx [--target ios15..ios18] [--precision fp16|fp32]\n"
+    "       milk verify MODEL.onnx [--target ios15..ios18|ios26] [--precision fp16|fp32]\n"
     "         [--compute-units all|cpu_only|cpu_and_gpu|cpu_and_ne]\n"
     "         [--keep-fp32 NAME,...] [--suggest-fp32] [--input NAME=FILE.npy ...] [--seed N]\n"
     "       options: [--atol A|NAME:A ...] [--rtol R|NAME:R ...]\n"

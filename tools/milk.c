@@ -83,13 +83,15 @@ static const struct {
     {"ops", cmd_ops, "ops [--markdown]\n"
                      "      list the MIL ops milk knows, their inputs and kernels"},
     {"convert", cmd_convert,
-     "convert IN.onnx -o OUT.mlpackage [--target ios15|ios16|ios17|ios18]\n"
+     "convert IN.onnx -o OUT.mlpackage [--target ios15..ios18|ios26]\n"
      "      [--precision fp16|fp32] [--input-shape NAME=d0,d1,... ...] [--list-ops]\n"
      "      [--compute-units all|cpu_only|cpu_and_gpu|cpu_and_ne] [--disable-rule ID|all]\n"
      "      [--enable-rule ID] [--keep-fp32 NAME,...] [--freeze NAME=FILE.npy ...]\n"
      "      convert an ONNX model to a Core ML ML Program package"},
     {"run", cmd_run, "run PKG --input NAME=FILE.npy ... --output OUT.npz\n"
                      "      [--precision as-declared|fp32] [--keep-all] [--reference]\n"
+                     "      [--function NAME] [--inputs FILE.npz] [--steps N]\n"
+                     "      [--state-in S.npz] [--state-out S.npz]\n"
                      "      execute the program with the reference interpreter"},
     {"verify", cmd_verify, "verify PKG --reference REF.npz [--input NAME=FILE.npy ...]\n"
                            "      verify A.mlpackage B.mlpackage [--input ...] [--seed N]\n"
@@ -112,6 +114,10 @@ static const struct {
     {"inspect", cmd_inspect,
      "inspect PKG|MODEL.onnx [--json] [--top N] (ONNX: [--target T] [--precision P])\n"
      "      one screen: I/O, targets, functions, ops, weights, rules per compute units"},
+    {"merge", cmd_merge, "merge [PKG ...] [--function NAME=PKG[:FN] ...] -o OUT.mlpackage "
+                         "[--default NAME]\n"
+                         "      one multifunction package from several; equal weights "
+                         "stored once"},
     {"debug", cmd_debug,
      "debug reduce IN.(mlpackage|onnx) -o MIN.mlpackage\n"
      "      (--against REF.npz | --fp16-vs-fp32 | --lint RULE | --check \"CMD {}\")\n"
@@ -119,7 +125,7 @@ static const struct {
      "      [--check-error-stat STAT] [--mode bisect|linear|both] [--max-candidates N]\n"
      "      [--work-dir DIR] [--precision P] [--target T] [--compute-units U] [--json]\n"
      "      reduce a failing program to a small subgraph that still fails"},
-    {"lint", cmd_lint, "lint PKG [--target ios15..ios18] [--compute-units all|cpu_only|"
+    {"lint", cmd_lint, "lint PKG [--target ios15..ios18|ios26] [--compute-units all|cpu_only|"
                        "cpu_and_gpu|cpu_and_ne]\n"
                        "      [--precision as-declared|fp16] [--disable-rule ID|all] "
                        "[--enable-rule ID] [--json]\n"

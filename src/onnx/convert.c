@@ -284,15 +284,18 @@ static milk_status check_opset(milk_cv *c)
  * model (whose I/O the fp16 pass does not make fp32) needs that target. */
 static milk_status check_io_dtypes(milk_cv *c)
 {
-    if (c->p->target >= MILK_TARGET_IOS16) return MILK_OK;
     for (int i = 0; i < c->fn->n_inputs + c->b->n_outputs; i++) {
         const milk_var *v = i < c->fn->n_inputs ? c->fn->inputs[i]
                                                 : c->b->outputs[i - c->fn->n_inputs];
-        if (v->type.dtype == MILK_DTYPE_FP16)
-            return milk_errorf(c->ctx, MILK_ERR_UNSUPPORTED, "%s: '%s' is an fp16 "
-                               "model %s, which needs --target ios16 or later",
-                               c->file, v->name,
-                               i < c->fn->n_inputs ? "input" : "output");
+        milk_dtype d = v->type.dtype;
+        milk_target need = d == MILK_DTYPE_FP16 ? MILK_TARGET_IOS16
+                           : d == MILK_DTYPE_INT8 ? MILK_TARGET_IOS26 : 0;
+        if (need && c->p->target < need)
+            return milk_errorf(c->ctx, MILK_ERR_UNSUPPORTED, "%s: '%s' is an %s "
+                               "model %s, which needs --target %s or later",
+                               c->file, v->name, milk_dtype_name(d),
+                               i < c->fn->n_inputs ? "input" : "output",
+                               milk_target_name(need));
     }
     return MILK_OK;
 }
@@ -495,7 +498,7 @@ static milk_status check_params(milk_ctx *ctx, const milk_convert_params *p,
     *target = p->target ? p->target : MILK_TARGET_IOS17;
     if (!milk_target_name(*target))
         return milk_errorf(ctx, MILK_ERR_INVALID_ARG, "unknown deployment "
-                           "target %d (ios15 to ios18)", (int)p->target);
+                           "target %d (ios15 to ios18, ios26)", (int)p->target);
     if (p->precision != MILK_CONVERT_FP16 && p->precision != MILK_CONVERT_FP32)
         return milk_errorf(ctx, MILK_ERR_INVALID_ARG, "unknown precision %d",
                            (int)p->precision);

@@ -206,6 +206,7 @@ milk_status milk_fix_floor_div_one(milk_rule_run *rr, milk_op *op);
 milk_status milk_fix_rmsnorm_eps(milk_rule_run *rr, milk_op *op);
 milk_status milk_fix_int_matmul_linear(milk_rule_run *rr, milk_op *op);
 milk_status milk_fix_state_align32(milk_rule_run *rr, milk_op *op);
+milk_status milk_fix_io_int8(milk_rule_run *rr, milk_op *op);
 
 /* The clamp value of fp16-mask-sentinel. */
 #define MILK_MASK_SAFE (-1.0e4)

@@ -42,16 +42,11 @@ void milk_match_enum_multi_input(milk_rule_run *rr, const milk_op *op)
                           "shapes: %s", names);
 }
 
-/* The opset a target means, by name ("iOS17"). */
+/* The opset a target means, by name ("ios17"). */
 static const char *opset_words(milk_target t)
 {
-    switch (t) {
-    case MILK_TARGET_IOS15: return "iOS15";
-    case MILK_TARGET_IOS16: return "iOS16";
-    case MILK_TARGET_IOS17: return "iOS17";
-    case MILK_TARGET_IOS18: return "iOS18";
-    }
-    return "a newer opset";
+    const char *n = milk_target_name(t);
+    return n ? n : "a newer";
 }
 
 /* Against the program's own deployment target (its specification

@@ -134,45 +134,6 @@ static milk_status select_taken(milk_ctx *ctx, const milk_function *fn,
 
 /* ---- copying values and ops -------------------------------------------------- */
 
-static milk_value *clone_value(milk_arena *a, const milk_value *v);
-
-static bool clone_data(milk_arena *a, milk_value *c, const milk_value *v)
-{
-    if (v->data.kind == MILK_DATA_FILE)
-        return (c->data.path = milk_arena_strdup(a, v->data.path)) != NULL;
-    if (v->data.kind != MILK_DATA_INLINE || !v->data.ptr) return true;
-    if (v->type.dtype == MILK_DTYPE_STRING) {
-        int64_t n = milk_tensor_type_count(&v->type);
-        const char *const *src = v->data.ptr;
-        const char **s = milk_arena_alloc(a, (size_t)(n > 0 ? n : 1) * sizeof *s);
-        for (int64_t i = 0; s && i < n; i++)
-            if (!(s[i] = milk_arena_strdup(a, src[i]))) return false;
-        c->data.ptr = s;
-        return s != NULL;
-    }
-    uint64_t nb;
-    if (!milk_value_nbytes(v, &nb) || nb > SIZE_MAX) return false;
-    c->data.ptr = milk_arena_memdup(a, v->data.ptr, nb ? (size_t)nb : 1);
-    return c->data.ptr != NULL;
-}
-
-/* A deep copy in arena a, except borrowed data (the caller's) and file
- * data (a path and offset). */
-static milk_value *clone_value(milk_arena *a, const milk_value *v)
-{
-    milk_value *c = milk_arena_alloc(a, sizeof *c);
-    if (!c) return NULL;
-    *c = *v;
-    if (v->kind == MILK_VALUE_TENSOR && !clone_data(a, c, v)) return NULL;
-    if (v->n > 0) {
-        c->items = milk_arena_alloc(a, (size_t)v->n * sizeof *c->items);
-        if (!c->items) return NULL;
-        for (int i = 0; i < v->n; i++)
-            if (!(c->items[i] = clone_value(a, v->items[i]))) return NULL;
-    }
-    return c;
-}
-
 typedef struct cloner {
     milk_ctx *ctx;
     milk_program *q;
@@ -187,7 +148,7 @@ static milk_status clone_shell(cloner *c, const milk_op *op, milk_op **out)
     milk_op *n = milk_op_new(a, op->kind, op->name);
     if (!n) return nomem(c->ctx);
     for (int i = 0; i < op->attrs.n; i++) {
-        milk_value *val = clone_value(a, op->attrs.a[i].val);
+        milk_value *val = milk_value_clone(a, op->attrs.a[i].val);
         if (!val) return nomem(c->ctx);
         MILK_TRY(milk_attrs_set(c->ctx, a, &n->attrs, op->attrs.a[i].key, val));
     }
@@ -203,7 +164,7 @@ static milk_status clone_const(cloner *c, const milk_op *op)
 {
     milk_op *n;
     MILK_TRY(clone_shell(c, op, &n));
-    if (op->val && !(n->val = clone_value(c->q->arena, op->val))) return nomem(c->ctx);
+    if (op->val && !(n->val = milk_value_clone(c->q->arena, op->val))) return nomem(c->ctx);
     return milk_block_append(c->ctx, c->f->block, n);
 }
 
@@ -221,7 +182,7 @@ static milk_status clone_op(cloner *c, const milk_op *op)
     for (int i = 0; i < op->n_args; i++)
         for (int j = 0; j < op->args[i].n; j++) {
             const milk_binding *b = &op->args[i].b[j];
-            milk_value *val = b->value ? clone_value(a, b->value) : NULL;
+            milk_value *val = b->value ? milk_value_clone(a, b->value) : NULL;
             if (b->value && !val) return nomem(c->ctx);
             MILK_TRY(milk_op_bind(c->ctx, a, n, op->args[i].param,
                                   b->var ? c->map[b->var->id] : NULL, val));

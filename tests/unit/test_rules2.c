@@ -116,7 +116,7 @@ static void test_opset_vs_target(milk_ctx *ctx)
      * function: the function's opset and the op are both too new */
     p->target = MILK_TARGET_IOS17;
     CHECK_EQ_INT(hits(ctx, p, "opset-vs-target", 0, d, sizeof d), 2);
-    CHECK_STR_CONTAINS(d, "function 'main' is written for the iOS18 opset");
+    CHECK_STR_CONTAINS(d, "function 'main' is written for the ios18 opset (CoreML8), newer than the program's target ios17");
     milk_program_free(p);
     /* an iOS17 function in an iOS17 program: nothing */
     p = tiny(ctx, MILK_TARGET_IOS17, NULL);
