@@ -1209,8 +1209,10 @@ const char *milk_program_default_function(const milk_program *p);
 /* ------------------------------------------------------------------ */
 
 /* Delta debugging, as polygraphy's `debug reduce` does for TensorRT: find
- * a small subgraph of main that still fails a check. A candidate is a set
- * of main's ops (consts go with the ops reading them), extracted as
+ * a small subgraph of a function (params.verify.function, else the
+ * program's default function) that still fails a check. A candidate is a
+ * set of its ops (consts and constexpr weights go with the ops reading
+ * them), extracted, as function main of a new program, as
  * milk_program_extract does: every value its ops read from a removed op
  * becomes a model input of the same name (a cut point) that takes a
  * captured value, and the outputs of its ops that none of its ops reads
@@ -1312,8 +1314,7 @@ typedef struct milk_reduce_params {
 
 typedef struct milk_reduce milk_reduce; /* the result of a reduction */
 
-/* Reduce p (function main; p is not changed and must outlive the
- * result). Fails with MILK_ERR_INVALID_ARG when the whole program does not
+/* Reduce p (p is not changed and must outlive the result). Fails with MILK_ERR_INVALID_ARG when the whole program does not
  * fail the check (nothing to reduce; the message gives the verdict and
  * why) or a parameter is wrong (unknown rule, no command, ...), and as
  * milk_verify_reference does when inputs or the reference are missing or
