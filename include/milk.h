@@ -485,7 +485,16 @@ typedef struct milk_convert_stats {
     char identity_note[512]; /* each with what it is: "output 'y' (a
                               * constant)", "(graph input 'x')", ... */
     int frozen;            /* graph inputs made constants (freeze) */
+    int states;            /* --state pairs made Core ML states */
+    char state_note[512];  /* each pair and how its write was lowered */
 } milk_convert_stats;
+
+/* A KV cache for milk_onnx_convert's states: graph input `input` and graph
+ * output `output` (the cache with this step written) become one Core ML
+ * state (`milk convert --state IN=OUT`). */
+typedef struct milk_state_pair {
+    const char *input, *output;
+} milk_state_pair;
 
 typedef struct milk_convert_params {
     milk_target target;                /* 0 means MILK_TARGET_IOS17 */
@@ -509,6 +518,10 @@ typedef struct milk_convert_params {
      * borrowed for the call; see milk_frozen_input). */
     const milk_frozen_input *freeze;
     int n_freeze;
+    /* Graph input/output pairs made Core ML states (n_states pairs,
+     * borrowed for the call; see milk_onnx_convert). */
+    const milk_state_pair *states;
+    int n_states;
 } milk_convert_params;
 
 /* Convert the ONNX model at `path` to an ML Program (function main).

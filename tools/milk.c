@@ -87,6 +87,7 @@ static const struct {
      "      [--precision fp16|fp32] [--input-shape NAME=d0,d1,... ...] [--list-ops]\n"
      "      [--compute-units all|cpu_only|cpu_and_gpu|cpu_and_ne] [--disable-rule ID|all]\n"
      "      [--enable-rule ID] [--keep-fp32 NAME,...] [--freeze NAME=FILE.npy ...]\n"
+     "      [--state IN=OUT ...]\n"
      "      convert an ONNX model to a Core ML ML Program package"},
     {"run", cmd_run, "run PKG --input NAME=FILE.npy ... --output OUT.npz\n"
                      "      [--precision as-declared|fp32] [--keep-all] [--reference]\n"

@@ -244,7 +244,9 @@ static milk_status lower_nodes(milk_cv *c)
             continue;
         }
         int before = c->b->n_ops;
-        milk_status ns = lower_one(c, n);
+        bool state_write;
+        milk_status ns = milk_cv_state_node(c, n, &state_write);
+        if (ns == MILK_OK && !state_write) ns = lower_one(c, n);
         if (ns == MILK_OK) {
             s = milk_cv_origin_record(c, before, i);
             continue;
@@ -397,6 +399,11 @@ static milk_status run_passes(milk_cv *c, const milk_convert_params *p,
      * constants, and what became constant */
     milk_status s = milk_program_simplify(c->ctx, c->p, MILK_SIMPLIFY_ALL, r);
     if (s != MILK_OK) return milk_error_prefix(c->ctx, "%s", c->file);
+    if (c->states) { /* --state: inputs and outputs become states */
+        s = milk_cv_states_finish(c);
+        if (s == MILK_OK) s = milk_pass_dce(c->ctx, c->fn);
+        if (s != MILK_OK) return milk_error_prefix(c->ctx, "%s", c->file);
+    }
     MILK_TRY(apply_rules(c, p, r));
     MILK_TRY(check_io_dtypes(c));
     s = milk_program_check(c->ctx, c->p);
@@ -416,6 +423,7 @@ static milk_status convert(milk_cv *c, const milk_convert_params *p,
     c->b = milk_function_block(c->fn);
     MILK_TRY(milk_cv_names_assign(c));
     milk_status s = milk_cv_inputs_add(c, p);
+    if (s == MILK_OK) s = milk_cv_states_begin(c, p);
     if (s != MILK_OK) return milk_error_prefix(c->ctx, "%s", c->file);
     MILK_TRY(lower_nodes(c));
     s = milk_cv_outputs_add(c);
@@ -426,6 +434,7 @@ static milk_status convert(milk_cv *c, const milk_convert_params *p,
     s = run_passes(c, p, keep, n_keep, r);
     if (s == MILK_OK && p->stats) {
         stats_fill(c, p->stats, r);
+        milk_cv_states_stats(c, p->stats);
         p->stats->kept_fp32 = count_kept(c, p, keep, n_keep);
     }
     free(keep);
