@@ -1365,8 +1365,10 @@ const char *milk_program_default_function(const milk_program *p);
 /* ------------------------------------------------------------------ */
 
 /* Delta debugging, as polygraphy's `debug reduce` does for TensorRT: find
- * a small subgraph of main that still fails a check. A candidate is a set
- * of main's ops (consts go with the ops reading them), extracted as
+ * a small subgraph of a function (params.verify.function, else the
+ * program's default function) that still fails a check. A candidate is a
+ * set of its ops (consts and constexpr weights go with the ops reading
+ * them), extracted, as function main of a new program, as
  * milk_program_extract does: every value its ops read from a removed op
  * becomes a model input of the same name (a cut point) that takes a
  * captured value, and the outputs of its ops that none of its ops reads
@@ -1468,8 +1470,7 @@ typedef struct milk_reduce_params {
 
 typedef struct milk_reduce milk_reduce; /* the result of a reduction */
 
-/* Reduce p (function main; p is not changed and must outlive the
- * result). Fails with MILK_ERR_INVALID_ARG when the whole program does not
+/* Reduce p (p is not changed and must outlive the result). Fails with MILK_ERR_INVALID_ARG when the whole program does not
  * fail the check (nothing to reduce; the message gives the verdict and
  * why) or a parameter is wrong (unknown rule, no command, ...), and as
  * milk_verify_reference does when inputs or the reference are missing or
@@ -1501,6 +1502,47 @@ milk_status milk_reduce_save(milk_ctx *ctx, const milk_reduce *r, const char *pa
 #define MILK_REDUCE_JSON 1u
 milk_status milk_reduce_print(milk_ctx *ctx, const milk_reduce *r, FILE *out,
                               unsigned flags);
+
+/* ------------------------------------------------------------------ */
+/* Inspecting a program (src/verify/inspect.c)                        */
+/* ------------------------------------------------------------------ */
+
+typedef struct milk_inspect_params {
+    const char *label;                /* the file, for the header */
+    /* Set when the program was converted from ONNX: its statistics (the
+     * default domain's opset, the node count). */
+    const milk_convert_stats *onnx;
+    int top;                          /* largest tensors listed; 0: 8 */
+} milk_inspect_params;
+
+/* Print one screen about p (`milk inspect`): the specification version and
+ * target, the ONNX source, metadata; each function with its opset, inputs,
+ * outputs and states (dtype, shape, and for the default function the
+ * model description's flexible ranges or enumerated shapes); the op
+ * histogram; the weights by dtype and by compression (the constexpr op
+ * reading them, with the dense size), the largest weights and
+ * activations; for each compute-unit choice the defect rules that fire
+ * (milk_rules_check with the program's target) and how often; and the
+ * ops known to fall back from the Neural Engine (the hits of ne-rank5,
+ * ne-dtype, ne-conv-kernel16, ne-lrn-c16 and dim-16384 for CPU_AND_NE),
+ * each with its reason. With MILK_INSPECT_JSON, one JSON object:
+ *   {"file", "format", "specification_version", "target", "source": null
+ *    or {"format", "opset", "nodes"}, "metadata": {...},
+ *    "default_function", "functions": [{"name", "opset", "default",
+ *    "inputs"|"outputs"|"states": [{"name", "dtype", "shape", "flexible":
+ *    {"lower", "upper"} or {"enumerated"}, "kind"}], "ops", "consts",
+ *    "op_histogram": {type: n}}], "op_histogram", "weights": {"bytes",
+ *    "weight_file_bytes" (stored in weight.bin), "count", "by_dtype": {dtype: {"bytes"}}, "compression": {"none" or
+ *    a constexpr op: {"count", "bytes", "dense_bytes"}}},
+ *    "largest_weights"|"largest_activations": [{"name", "dtype", "shape",
+ *    "bytes", "kind"}], "rules": {"all"|"cpu_only"|"cpu_and_gpu"|
+ *    "cpu_and_ne": [{"id", "severity", "action", "count"}]},
+ *    "neural_engine_fallbacks": [{"op", "type", "rule", "reason"}]}
+ * (an unknown dim is null). params may be NULL. */
+#define MILK_INSPECT_JSON 1u
+milk_status milk_program_inspect(milk_ctx *ctx, const milk_program *p,
+                                 const milk_inspect_params *params, FILE *out,
+                                 unsigned flags);
 
 #ifdef __cplusplus
 }

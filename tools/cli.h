@@ -54,5 +54,6 @@ int cmd_verify(milk_ctx *ctx, int argc, char **argv);
 int cmd_extract(milk_ctx *ctx, int argc, char **argv);
 int cmd_merge(milk_ctx *ctx, int argc, char **argv);
 int cmd_debug(milk_ctx *ctx, int argc, char **argv);
+int cmd_inspect(milk_ctx *ctx, int argc, char **argv);
 
 #endif

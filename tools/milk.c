@@ -118,6 +118,9 @@ static const struct {
     {"extract", cmd_extract, "extract PKG (--op NAME | --from NAME --to NAME) -o SUB.mlpackage\n"
                              "      [--variant zero-bias|lift-1d] [--inputs-from REF.npz]\n"
                              "      cut ops out into a standalone package (and SUB.npz)"},
+    {"inspect", cmd_inspect,
+     "inspect PKG|MODEL.onnx [--json] [--top N] (ONNX: [--target T] [--precision P])\n"
+     "      one screen: I/O, targets, functions, ops, weights, rules per compute units"},
     {"merge", cmd_merge, "merge [PKG ...] [--function NAME=PKG[:FN] ...] -o OUT.mlpackage "
                          "[--default NAME]\n"
                          "      one multifunction package from several; equal weights "

@@ -47,7 +47,7 @@ static const char *const units_names[] = {"all", "cpu_only", "cpu_and_gpu",
                                           "cpu_and_ne"};
 static const unsigned units_hw[] = {MILK_HW_ANY, MILK_HW_CPU,
                                     MILK_HW_CPU | MILK_HW_GPU,
-                                    MILK_HW_CPU | MILK_HW_NE};
+                                    MILK_HW_CPU | MILK_HW_NE | MILK_HW_NE_ONLY};
 
 const char *milk_compute_units_name(milk_compute_units u)
 {

@@ -29,6 +29,10 @@ enum {
     MILK_HW_GPU = 2u,
     MILK_HW_NE = 4u,
     MILK_HW_ANY = 7u,
+    /* Notes about the Neural Engine (second edition): selected only when
+     * the compute units are CPU_AND_NE (with ALL, Core ML may place the op
+     * elsewhere), or by id. */
+    MILK_HW_NE_ONLY = 8u,
 };
 
 /* The precision condition of a rule. */
@@ -194,6 +198,13 @@ milk_status milk_fix_prelu_scalar(milk_rule_run *rr, milk_op *op);
 milk_status milk_fix_gather_scalar(milk_rule_run *rr, milk_op *op);
 milk_status milk_fix_names(milk_rule_run *rr, milk_op *op);
 milk_status milk_fix_io_types(milk_rule_run *rr, milk_op *op);
+/* second edition (issue 15) */
+milk_status milk_fix_convt_stride16(milk_rule_run *rr, milk_op *op);
+milk_status milk_fix_pow_base2(milk_rule_run *rr, milk_op *op);
+milk_status milk_fix_trilu_inf(milk_rule_run *rr, milk_op *op);
+milk_status milk_fix_floor_div_one(milk_rule_run *rr, milk_op *op);
+milk_status milk_fix_rmsnorm_eps(milk_rule_run *rr, milk_op *op);
+milk_status milk_fix_int_matmul_linear(milk_rule_run *rr, milk_op *op);
 milk_status milk_fix_state_align32(milk_rule_run *rr, milk_op *op);
 milk_status milk_fix_io_int8(milk_rule_run *rr, milk_op *op);
 

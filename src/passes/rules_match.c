@@ -88,6 +88,19 @@ static bool is_square(const milk_op *p)
     return false;
 }
 
+/* x / s with s = max(reduce_max(|x|), c) or reduce_max(|x|): the rescaled
+ * RMSNorm rmsnorm-eps writes, whose squares stay at or below 1. */
+static bool rescaled(const milk_op *p)
+{
+    const milk_op *q = milk_rule_producer(p, "x");
+    if (!milk_rule_is(q, "real_div") || !milk_op_var(q, "x")) return false;
+    const milk_op *s = milk_rule_producer(q, "y");
+    if (milk_rule_is(s, "maximum")) s = milk_rule_producer(s, "x");
+    if (!milk_rule_is(s, "reduce_max")) return false;
+    const milk_op *a = milk_rule_producer(s, "x");
+    return milk_rule_is(a, "abs") && milk_op_var(a, "x") == milk_op_var(q, "x");
+}
+
 void milk_match_fp16_rmsnorm(milk_rule_run *rr, const milk_op *op)
 {
     if (!op) return; /* no function-level condition */
@@ -101,7 +114,7 @@ void milk_match_fp16_rmsnorm(milk_rule_run *rr, const milk_op *op)
             return;
         }
     if ((milk_rule_is(op, "reduce_mean") || milk_rule_is(op, "reduce_sum")) &&
-        is_square(milk_rule_producer(op, "x")))
+        is_square(milk_rule_producer(op, "x")) && !rescaled(milk_rule_producer(op, "x")))
         milk_rule_matched(rr, op, "%s of the square of a %s tensor (%s)",
                       milk_ops[op->kind]->name, milk_dtype_name(x->dtype),
                       milk_rule_producer(op, "x")->name);
@@ -206,20 +219,4 @@ void milk_match_rank_gt_5(milk_rule_run *rr, const milk_op *op)
 void milk_match_zero_dim(milk_rule_run *rr, const milk_op *op)
 {
     check_types(rr, op, zero_dim);
-}
-
-void milk_match_convt_stride16(milk_rule_run *rr, const milk_op *op)
-{
-    if (!op) return; /* no function-level condition */
-    const milk_tensor_type *w = x_type(op, "weight");
-    int64_t s[3] = {1, 1, 1};
-    int ns = 0;
-    if (!milk_rule_is(op, "conv_transpose") || !w || w->rank < 3 || w->rank > 5)
-        return;
-    if (milk_op_ints(NULL, op, "strides", s, 3, &ns, NULL) != MILK_OK) return;
-    for (int i = 0; i < w->rank - 2 && i < ns; i++)
-        if (w->dims[2 + i] == 16 && s[i] == 16) {
-            milk_rule_matched(rr, op, "kernel 16 and stride 16 on spatial axis %d", i);
-            return;
-        }
 }
