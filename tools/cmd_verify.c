@@ -23,7 +23,7 @@ static const char *verify_usage =
     "       milk verify MODEL.onnx [--target ios15..ios18] [--precision fp16|fp32]\n"
     "         [--compute-units all|cpu_only|cpu_and_gpu|cpu_and_ne]\n"
     "         [--keep-fp32 NAME,...] [--suggest-fp32] [--input NAME=FILE.npy ...] [--seed N]\n"
-    "       options: [--atol A] [--rtol R] [--precision as-declared|fp32] [--json]\n"
+    "       options: [--atol A] [--rtol R] [--precision as-declared|fp32] [--threads N] [--json]\n"
     "         [--report FILE.html]";
 
 #define MAX_INPUTS 64
@@ -108,6 +108,8 @@ static int parse_valued(int argc, char **argv, int *i, verify_args *a)
         return parse_seed(v, &p->seed) ? 1 : -1;
     }
     if (cli_opt(argc, argv, i, "--precision", &v)) return (a->precision = v) ? 1 : -1;
+    if (cli_opt(argc, argv, i, "--threads", &v))
+        return cli_threads(v, &p->threads) ? 1 : -1;
     if (cli_opt(argc, argv, i, "--target", &v))
         return v && (a->convert.target = milk_target_from_name(v)) ? 1 : -1;
     return parse_deploy(argc, argv, i, a);

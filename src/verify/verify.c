@@ -35,6 +35,7 @@ milk_status vf_run(milk_ctx *ctx, const milk_program *p, const vf_inputs *in,
     milk_run_params rp = {0};
     rp.precision = params->precision;
     rp.keep_all = keep_all;
+    rp.threads = params->threads;
     if (params->progress) {
         rp.progress = relay_progress;
         rp.progress_user = &rl;

@@ -1,0 +1,11 @@
+/* vec_base.c: the primitives of vec.h for the x86-64 baseline (SSE2, 4
+ * floats a vector), or any other CPU GCC compiles for. */
+#define VW 4
+#define VEC_NAME "base"
+#define VEC_TABLE milk_vec_base_table
+#define FMA(a, b, c) ((a) * (b) + (c))
+
+/* fp16 rounding lane by lane (vec_impl.h), with the portable conversion */
+#define ROUND16(v) round16_lanes(v)
+
+#include "vec_impl.h"
