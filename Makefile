@@ -7,6 +7,9 @@
 #   make deps       install the Debian packages milk needs (apt-get)
 
 CC      ?= cc
+# The sanitizer builds use both compilers: clang's UBSan also checks pointer
+# overflow (NULL + 0), which gcc's does not by default.
+CLANG   ?= clang
 # Build directory; `make B=/tmp/b2` builds elsewhere (tests read MILK_BUILD).
 B       ?= build
 export MILK_BUILD := $(abspath $(B))
@@ -29,8 +32,11 @@ UNIT    := $(sort $(wildcard tests/unit/test_*.c))
 GEN_O    := $(patsubst proto/%.proto,gen/%.pb-c.o,$(PROTOS))
 EXAMPLES := $(patsubst examples/%.c,$(B)/examples/%,$(sort $(wildcard examples/*.c)))
 OBJ      := $(patsubst %.c,$(B)/obj/%.o,$(SRC)) $(addprefix $(B)/obj/,$(GEN_O))
-ASAN_OBJ := $(patsubst %.c,$(B)/asan/obj/%.o,$(SRC)) $(addprefix $(B)/asan/obj/,$(GEN_O))
-UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/asan/tests/%,$(UNIT))
+# Sanitizer builds: $(B)/asan with $(CC), $(B)/casan with $(CLANG).
+SANS     := asan casan
+SAN_CC_asan  := $(CC)
+SAN_CC_casan := $(CLANG)
+UNIT_BIN := $(foreach s,$(SANS),$(patsubst tests/unit/%.c,$(B)/$(s)/tests/%,$(UNIT)))
 # Helper programs the Python tests drive (optimized build, and an ASan one).
 TTOOLS   := $(sort $(wildcard tests/tools/*.c))
 TTOOL_BIN := $(patsubst tests/tools/%.c,$(B)/tools/%,$(TTOOLS)) \
@@ -59,19 +65,11 @@ $(B)/obj/gen/%.o: $(B)/gen/%.c $(GEN_H)
 	@mkdir -p $(dir $@)
 	@echo '  CC      $<'
 	@$(CC) $(CSTD) $(OPT) $(INC) -fPIC -c $< -o $@
-$(B)/asan/obj/gen/%.o: $(B)/gen/%.c $(GEN_H)
-	@mkdir -p $(dir $@)
-	@echo '  CC asan $<'
-	@$(CC) $(CSTD) -O1 -g $(SAN) $(INC) -fPIC -c $< -o $@
 
 $(B)/obj/%.o: %.c $(GEN_H) $(wildcard include/*.h src/*.h src/*/*.h src/*/*.def)
 	@mkdir -p $(dir $@)
 	@echo '  CC      $<'
 	@$(CC) $(CFLAGS_ALL) -c $< -o $@
-$(B)/asan/obj/%.o: %.c $(GEN_H) $(wildcard include/*.h src/*.h src/*/*.h src/*/*.def)
-	@mkdir -p $(dir $@)
-	@echo '  CC asan $<'
-	@$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(INC) -fPIC -c $< -o $@
 
 $(B)/libmilk.a: $(OBJ)
 	@rm -f $@
@@ -86,19 +84,29 @@ $(B)/milk: $(TOOL) tools/cli.h $(B)/libmilk.a
 	@echo '  LD      $@'
 	@$(CC) $(CFLAGS_ALL) $(TOOL) $(B)/libmilk.a $(LIBS) -o $@
 
-$(B)/asan/libmilk.a: $(ASAN_OBJ)
-	@rm -f $@
-	@echo '  AR      $@'
-	@ar rcs $@ $^
-
-$(B)/asan/milk: $(TOOL) tools/cli.h $(B)/asan/libmilk.a
-	@echo '  LD      $@'
-	@$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(INC) $(TOOL) $(B)/asan/libmilk.a $(LIBS) -o $@
-
-$(B)/asan/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(B)/asan/libmilk.a
-	@mkdir -p $(dir $@)
-	@echo '  LD      $@'
-	@$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(INC) -Itests/unit $< $(B)/asan/libmilk.a $(LIBS) -o $@
+# One sanitizer build: $(1) its directory under $(B), $(2) its compiler.
+define SANBUILD
+$(B)/$(1)/obj/gen/%.o: $(B)/gen/%.c $(GEN_H)
+	@mkdir -p $$(dir $$@)
+	@echo '  CC $(1) $$<'
+	@$(2) $(CSTD) -O1 -g $(SAN) $(INC) -fPIC -c $$< -o $$@
+$(B)/$(1)/obj/%.o: %.c $(GEN_H) $(wildcard include/*.h src/*.h src/*/*.h src/*/*.def)
+	@mkdir -p $$(dir $$@)
+	@echo '  CC $(1) $$<'
+	@$(2) $(CSTD) $(WARN) -O1 -g $(SAN) $(INC) -fPIC -c $$< -o $$@
+$(B)/$(1)/libmilk.a: $(patsubst %.c,$(B)/$(1)/obj/%.o,$(SRC)) $(addprefix $(B)/$(1)/obj/,$(GEN_O))
+	@rm -f $$@
+	@echo '  AR      $$@'
+	@ar rcs $$@ $$^
+$(B)/$(1)/milk: $(TOOL) tools/cli.h $(B)/$(1)/libmilk.a
+	@echo '  LD      $$@'
+	@$(2) $(CSTD) $(WARN) -O1 -g $(SAN) $(INC) $(TOOL) $(B)/$(1)/libmilk.a $(LIBS) -o $$@
+$(B)/$(1)/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(B)/$(1)/libmilk.a
+	@mkdir -p $$(dir $$@)
+	@echo '  LD      $$@'
+	@$(2) $(CSTD) $(WARN) -O1 -g $(SAN) $(INC) -Itests/unit $$< $(B)/$(1)/libmilk.a $(LIBS) -o $$@
+endef
+$(foreach s,$(SANS),$(eval $(call SANBUILD,$(s),$(SAN_CC_$(s)))))
 
 # Examples see only the public header.
 $(B)/examples/%: examples/%.c include/milk.h $(B)/libmilk.a
@@ -116,9 +124,10 @@ $(B)/asan/tools/%: tests/tools/%.c $(B)/asan/libmilk.a
 	@echo '  LD      $@'
 	@$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(INC) $< $(B)/asan/libmilk.a $(LIBS) -o $@
 
-asan: $(B)/asan/milk $(UNIT_BIN)
+asan: $(foreach s,$(SANS),$(B)/$(s)/milk) $(UNIT_BIN)
 
-# Unit tests run under AddressSanitizer and UBSan (leaks included).
+# Unit tests run under AddressSanitizer and UBSan (leaks included), built by
+# both compilers.
 unit: asan
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 

@@ -586,6 +586,12 @@ size_t milk_mil_name(const char *name, char *buf, size_t cap);
  * line saying what the lowering supports and what it refuses. */
 int milk_onnx_lowering_count(void);
 void milk_onnx_lowering(int i, const char **op_type, const char **doc);
+/* Row i's arity, as ONNX's schemas give it over the opsets milk converts:
+ * the fewest and most inputs and outputs a node may have (max -1: no
+ * limit). The first min_in inputs and min_out outputs are required. The
+ * converter refuses a node outside them before lowering it. */
+void milk_onnx_lowering_arity(int i, int *min_in, int *max_in, int *min_out,
+                              int *max_out);
 
 /* ------------------------------------------------------------------ */
 /* Core ML defect rules, rewrite passes, lint                          */

@@ -27,7 +27,6 @@
 struct milk_ctx {
     milk_status status;
     char *msg; /* malloc'd, "" when no failure */
-    size_t cap;
 };
 
 /* Record a failure on ctx and return s, so callers write
@@ -87,9 +86,45 @@ static inline bool milk_mul_i64(int64_t a, int64_t b, int64_t *r)
     return !__builtin_mul_overflow(a, b, r);
 }
 
+/* memcpy of n bytes from an array that may be empty, and then NULL:
+ * memcpy needs valid pointers even for 0 bytes. */
+static inline void *milk_copy(void *dst, const void *src, size_t n)
+{
+    return n ? memcpy(dst, src, n) : dst;
+}
+
 /* Largest element count any tensor may have (2^40): far above any real
  * model, far below where byte sizes overflow. */
 #define MILK_MAX_ELEMENTS (INT64_C(1) << 40)
+
+/* The element count of a shape: the product of its n dims, into *count.
+ * False if a dim is negative (unknown) or the product of the non-zero dims
+ * exceeds MILK_MAX_ELEMENTS. Every product of dims goes through this, and
+ * every type milk builds, reads or infers is checked with it, so in a
+ * shape that passed, any product of some of its dims is within 2^40 too
+ * (a zero dim does not hide huge ones). */
+static inline bool milk_dims_count(const int64_t *dims, int n, int64_t *count)
+{
+    int64_t nonzero = 1;
+    bool zero = false;
+    for (int i = 0; i < n; i++) {
+        if (dims[i] < 0) return false;
+        if (dims[i] == 0) zero = true;
+        else if (!milk_mul_i64(nonzero, dims[i], &nonzero) ||
+                 nonzero > MILK_MAX_ELEMENTS)
+            return false;
+    }
+    *count = zero ? 0 : nonzero;
+    return true;
+}
+
+/* The product of dims[lo..hi) of a shape that passed milk_dims_count (so
+ * it cannot overflow), or -1 if one of them is unknown. */
+static inline int64_t milk_dims_span(const int64_t *dims, int lo, int hi)
+{
+    int64_t n;
+    return lo <= hi && milk_dims_count(dims + lo, hi - lo, &n) ? n : -1;
+}
 
 /* Byte size of n elements of dtype d (sub-byte types packed, rounded up);
  * false if unknown dtype, string, or overflow. */

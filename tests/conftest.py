@@ -28,3 +28,12 @@ def milk_asan():
     path = BUILD / "asan" / "milk"
     assert path.exists(), f"{path} is missing: run make asan"
     return str(path)
+
+
+@pytest.fixture(scope="session", params=["asan", "casan"])
+def milk_san(request):
+    """milk built with AddressSanitizer and UBSan, by gcc (asan) and by
+    clang (casan, whose UBSan also checks pointer overflow)."""
+    path = BUILD / request.param / "milk"
+    assert path.exists(), f"{path} is missing: run make asan"
+    return str(path)

@@ -225,9 +225,12 @@ def bad_npy_cases():
                          f"dimension {2**63} overflows int64"),
         "count_overflow": (hand_npy("{'descr': '<f4', 'fortran_order': False, "
                                     f"'shape': ({2**32}, {2**32}, {2**32}), }}"),
-                           "element count overflows int64"),
+                           "more elements than milk supports"),
+        "zero_hides_huge": (hand_npy("{'descr': '<f4', 'fortran_order': False, "
+                                     f"'shape': (0, {2**32}, {2**32}), }}"),
+                            "more elements than milk supports"),
         "too_many": (hand_npy("{'descr': '<i8', 'fortran_order': False, "
-                              f"'shape': ({2**40}, 2), }}"), "more than milk supports"),
+                              f"'shape': ({2**40}, 2), }}"), "more elements than milk supports"),
         "not_tuple": (hand_npy("{'descr': '<f4', 'fortran_order': False, "
                                "'shape': (3), }", b"\0" * 12), "(n) is not a tuple"),
     }

@@ -188,6 +188,25 @@ def neural_network(pkg):
     (pkg / MODEL).write_bytes(bytes([0x08, 0x04, 0xA2, 0x1F, 0x00]))
 
 
+def conv_without_weight(pkg):
+    def f(m):
+        conv = op(m, "op_22")
+        del conv.inputs["weight"]
+    edit_model(pkg, f)
+
+
+def zero_hides_huge(pkg):
+    # [0, 2^32, 2^32]: no elements, but a product of two of its dims
+    # overflows int64 wherever a kernel multiplies them
+    def f(m):
+        t = m.mlProgram.functions["main"].inputs[0].type.tensorType
+        del t.dimensions[:]
+        for n in (0, 1 << 32, 1 << 32):
+            t.dimensions.add().constant.size = n
+        t.rank = 3
+    edit_model(pkg, f)
+
+
 def varint(n):
     out = bytearray()
     while True:
@@ -276,6 +295,18 @@ CASES = {
     "neural_network": (neural_network, ["model.mlmodel", "NeuralNetwork"]),
     "deep_nesting": (deep_nesting, ["model.mlmodel", "nested deeper"]),
     "nested_groups": (nested_groups, ["model.mlmodel", "not a valid Model"]),
+    # issue 18's classes: arity (a required input missing), shape arithmetic
+    # (a zero dim hiding huge ones), empty files
+    "conv_without_weight": (conv_without_weight,
+                            ["model.mlmodel", "op 'op_22' (conv)", "'weight'",
+                             "required input is missing"]),
+    "zero_hides_huge": (zero_hides_huge, ["model.mlmodel", "input 'x'",
+                                          "more than 2^40 elements"]),
+    "empty_model": (lambda p: (p / MODEL).write_bytes(b""), ["model.mlmodel"]),
+    "empty_weight_bin": (lambda p: (p / WEIGHTS).write_bytes(b""),
+                         ["weight.bin", "0 bytes"]),
+    "empty_manifest": (lambda p: (p / "Manifest.json").write_bytes(b""),
+                       ["Manifest.json"]),
     "spec_version_5": (lambda p: edit_model(p, lambda m: setattr(m, "specificationVersion", 5)),
                        ["model.mlmodel", "specificationVersion 5"]),
     "opset_newer_than_spec": (lambda p: edit_model(p, lambda m: setattr(m, "specificationVersion", 7)),
@@ -284,10 +315,10 @@ CASES = {
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_broken_package(name, pkg, milk_asan):
+def test_broken_package(name, pkg, milk_san):
     breaker, expected = CASES[name]
     breaker(pkg)
-    r = run(milk_asan, "dump", pkg)
+    r = run(milk_san, "dump", pkg)
     assert r.returncode != 0
     for s in expected:
         assert s in r.stderr, f"{s!r} not in: {r.stderr}"

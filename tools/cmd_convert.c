@@ -141,12 +141,27 @@ static int parse_args(milk_ctx *ctx, int argc, char **argv, convert_args *a)
     return 0;
 }
 
+/* "2", "1-3", "1+". */
+static const char *arity(int min, int max, char *buf, size_t cap)
+{
+    if (max < 0) snprintf(buf, cap, "%d+", min);
+    else if (min == max) snprintf(buf, cap, "%d", min);
+    else snprintf(buf, cap, "%d-%d", min, max);
+    return buf;
+}
+
+/* One row per ONNX op: its name, the inputs and outputs a node may have,
+ * and what the lowering supports. */
 static void list_ops(void)
 {
     for (int i = 0; i < milk_onnx_lowering_count(); i++) {
         const char *op, *doc;
+        int min_in, max_in, min_out, max_out;
+        char in[16], out[16];
         milk_onnx_lowering(i, &op, &doc);
-        printf("%-20s %s\n", op, doc);
+        milk_onnx_lowering_arity(i, &min_in, &max_in, &min_out, &max_out);
+        printf("%-22s in %-4s out %-4s %s\n", op, arity(min_in, max_in, in, sizeof in),
+               arity(min_out, max_out, out, sizeof out), doc);
     }
 }
 

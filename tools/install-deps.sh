@@ -3,7 +3,7 @@
 # test, skipping those already present. Runs apt-get only when something is
 # missing (as root, or through sudo when available).
 set -e
-PKGS="build-essential pkg-config libprotobuf-c-dev protobuf-c-compiler
+PKGS="build-essential pkg-config clang libclang-rt-14-dev libprotobuf-c-dev protobuf-c-compiler
 protobuf-compiler libopenblas-dev libcjson-dev libzip-dev zlib1g-dev
 python3-numpy python3-pytest python3-protobuf python3-torch python3-onnx
 python3-torchvision libonnx-testdata"

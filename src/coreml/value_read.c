@@ -32,14 +32,14 @@ static milk_status nomem(milk_ctx *ctx)
 static milk_status dims_read(coreml_reader *r, const pb_tensor_type *tt,
                              const char *what, milk_tensor_type *out)
 {
-    int64_t count = 1;
+    int64_t known[MILK_MAX_RANK], count;
+    int n_known = 0;
     for (int i = 0; i < out->rank; i++) {
         const pb_dim *d = tt->dimensions[i];
         if (d->dimension_case == DIM(CONSTANT)) {
             uint64_t n = d->constant->size;
-            if (n > (uint64_t)MILK_MAX_ELEMENTS ||
-                !milk_mul_i64(count, (int64_t)n, &count) ||
-                count > MILK_MAX_ELEMENTS)
+            known[n_known++] = n > (uint64_t)MILK_MAX_ELEMENTS ? -1 : (int64_t)n;
+            if (!milk_dims_count(known, n_known, &count))
                 return milk_errorf(r->ctx, MILK_ERR_INVALID_MODEL,
                                    "%s: dimensions[%d]: size %llu makes more "
                                    "than 2^40 elements",

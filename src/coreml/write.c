@@ -138,7 +138,7 @@ static milk_status op_attrs_write(coreml_writer *w, const milk_op *op,
         e[i]->value = i == 0 ? string_value(w, op->name) : coreml_value_write(w, op->val, true);
         if (!e[i]->value) return coreml_prefix(w->ctx, MILK_OK, "attribute '%s'", e[i]->key);
     }
-    memcpy(e + n0, kept, n * sizeof *e);
+    milk_copy(e + n0, kept, n * sizeof *e);
     po->n_attributes = n0 + n;
     po->attributes = e;
     return MILK_OK;

@@ -198,6 +198,11 @@ milk_block *milk_block_new(milk_function *f, milk_op *parent);
  * NULL: then zero-filled, or for strings, empty strings). */
 milk_value *milk_value_new_tensor(milk_arena *a, const milk_tensor_type *t,
                                   const void *data);
+/* MILK_ERR_TYPE unless t is a type milk can hold: a known dtype, rank
+ * unknown or 0..MILK_MAX_RANK, dims unknown or >= 0, the known ones
+ * passing milk_dims_count (at most 2^40 elements). Every inferred type is
+ * checked with it (milk_op_infer), and every declared one. */
+milk_status milk_tensor_type_check(milk_ctx *ctx, const milk_tensor_type *t);
 /* A new var named name in f; fails if the name is taken or invalid. */
 milk_status milk_var_new(milk_ctx *ctx, milk_function *f, const char *name,
                          const milk_tensor_type *t, milk_var **out);

@@ -148,30 +148,14 @@ const char *milk_function_opset(const milk_function *f)
     return milk_target_name(f->opset);
 }
 
-static milk_status check_type(milk_ctx *ctx, const char *what,
-                              const milk_tensor_type *t)
-{
-    if (!milk_dtype_name(t->dtype))
-        return milk_errorf(ctx, MILK_ERR_INVALID_ARG, "%s: unknown dtype %d",
-                           what, (int)t->dtype);
-    if (t->rank > MILK_MAX_RANK || t->rank < MILK_RANK_UNKNOWN)
-        return milk_errorf(ctx, MILK_ERR_INVALID_ARG,
-                           "%s: rank %d outside 0..%d", what, (int)t->rank,
-                           MILK_MAX_RANK);
-    for (int i = 0; i < t->rank; i++)
-        if (t->dims[i] < MILK_DIM_UNKNOWN || t->dims[i] > MILK_MAX_ELEMENTS)
-            return milk_errorf(ctx, MILK_ERR_INVALID_ARG,
-                               "%s: dimension %d is %lld", what, i,
-                               (long long)t->dims[i]);
-    return MILK_OK;
-}
-
 milk_status milk_function_add_input(milk_ctx *ctx, milk_function *f,
                                     const char *name,
                                     const milk_tensor_type *type,
                                     milk_var **out)
 {
-    MILK_TRY(check_type(ctx, name, type));
+    if (milk_tensor_type_check(ctx, type) != MILK_OK)
+        return milk_errorf(ctx, MILK_ERR_INVALID_ARG, "input '%s': %s", name,
+                           milk_ctx_error(ctx));
     milk_var *v;
     MILK_TRY(milk_var_new(ctx, f, name, type, &v));
     if (!GROW(f->prog->arena, f->inputs, f->n_inputs, f->cap_inputs))

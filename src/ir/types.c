@@ -3,6 +3,7 @@
 #include "ir.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <strings.h>
 
 typedef struct dtype_traits {
@@ -62,12 +63,37 @@ bool milk_dtype_nbytes(milk_dtype d, int64_t n, uint64_t *out)
 
 int64_t milk_tensor_type_count(const milk_tensor_type *t)
 {
+    int64_t n;
     if (t->rank < 0 || t->rank > MILK_MAX_RANK) return -1;
-    int64_t n = 1;
+    return milk_dims_count(t->dims, t->rank, &n) ? n : -1;
+}
+
+milk_status milk_tensor_type_check(milk_ctx *ctx, const milk_tensor_type *t)
+{
+    if (!milk_dtype_name(t->dtype))
+        return milk_errorf(ctx, MILK_ERR_TYPE, "unknown dtype %d", (int)t->dtype);
+    if (t->rank == MILK_RANK_UNKNOWN) return MILK_OK;
+    if (t->rank < 0 || t->rank > MILK_MAX_RANK)
+        return milk_errorf(ctx, MILK_ERR_TYPE, "rank %d outside 0..%d",
+                           (int)t->rank, MILK_MAX_RANK);
+    int64_t known[MILK_MAX_RANK], count;
+    int n = 0;
     for (int i = 0; i < t->rank; i++) {
-        if (t->dims[i] < 0 || !milk_mul_i64(n, t->dims[i], &n)) return -1;
+        if (t->dims[i] == MILK_DIM_UNKNOWN) continue;
+        if (t->dims[i] < 0)
+            return milk_errorf(ctx, MILK_ERR_TYPE, "dimension %d is %lld", i,
+                               (long long)t->dims[i]);
+        known[n++] = t->dims[i];
     }
-    return n;
+    if (!milk_dims_count(known, n, &count)) {
+        char dims[MILK_MAX_RANK * 24] = "";
+        for (int i = 0, k = 0; i < t->rank; i++)
+            k += snprintf(dims + k, sizeof dims - (size_t)k, "%s%lld", i ? ", " : "",
+                          (long long)t->dims[i]);
+        return milk_errorf(ctx, MILK_ERR_TYPE, "shape [%s] holds more than 2^40 "
+                           "elements", dims);
+    }
+    return MILK_OK;
 }
 
 static const struct {

@@ -20,13 +20,20 @@
 typedef struct lower_row {
     const char *op_type;
     milk_status (*fn)(milk_cv *c, const milk_onnx_node *n);
+    int min_in, max_in, min_out, max_out; /* max -1: no limit */
     const char *doc;
 } lower_row;
 
 static const lower_row lower_table[] = {
-#define MILK_LOWER(op_type, fn, doc) {op_type, milk_lower_##fn, doc},
+#define MANY (-1)
+#define IN(min, max) min, max
+#define OUT(min, max) min, max
+#define MILK_LOWER(op_type, fn, in, out, doc) {op_type, milk_lower_##fn, in, out, doc},
 #include "lower.def"
 #undef MILK_LOWER
+#undef OUT
+#undef IN
+#undef MANY
 };
 
 int milk_onnx_lowering_count(void)
@@ -39,6 +46,16 @@ void milk_onnx_lowering(int i, const char **op_type, const char **doc)
     bool ok = i >= 0 && i < milk_onnx_lowering_count();
     *op_type = ok ? lower_table[i].op_type : NULL;
     *doc = ok ? lower_table[i].doc : NULL;
+}
+
+void milk_onnx_lowering_arity(int i, int *min_in, int *max_in, int *min_out,
+                              int *max_out)
+{
+    bool ok = i >= 0 && i < milk_onnx_lowering_count();
+    *min_in = ok ? lower_table[i].min_in : 0;
+    *max_in = ok ? lower_table[i].max_in : 0;
+    *min_out = ok ? lower_table[i].min_out : 0;
+    *max_out = ok ? lower_table[i].max_out : 0;
 }
 
 static const lower_row *lower_find(const char *op_type)
@@ -167,6 +184,40 @@ static milk_status check_outputs(milk_cv *c, const milk_onnx_node *n, bool set)
     return MILK_OK;
 }
 
+/* "2", "1 to 3", "1 or more". */
+static const char *arity_text(int min, int max, char *buf, size_t cap)
+{
+    if (max < 0) snprintf(buf, cap, "%d or more", min);
+    else if (min == max) snprintf(buf, cap, "%d", min);
+    else snprintf(buf, cap, "%d to %d", min, max);
+    return buf;
+}
+
+/* The node has as many inputs and outputs as its row allows, and every
+ * required one is named, so lowerings never read past them. */
+static milk_status check_arity(milk_cv *c, const lower_row *row,
+                               const milk_onnx_node *n)
+{
+    char want[32];
+    if (n->n_inputs < row->min_in || (row->max_in >= 0 && n->n_inputs > row->max_in))
+        return milk_cv_fail(c, MILK_ERR_INVALID_MODEL, "has %d input%s; %s takes %s",
+                            n->n_inputs, n->n_inputs == 1 ? "" : "s", n->op_type,
+                            arity_text(row->min_in, row->max_in, want, sizeof want));
+    if (n->n_outputs < row->min_out || (row->max_out >= 0 && n->n_outputs > row->max_out))
+        return milk_cv_fail(c, MILK_ERR_INVALID_MODEL, "has %d output%s; %s has %s",
+                            n->n_outputs, n->n_outputs == 1 ? "" : "s", n->op_type,
+                            arity_text(row->min_out, row->max_out, want, sizeof want));
+    for (int i = 0; i < row->min_in; i++)
+        if (!n->inputs[i][0])
+            return milk_cv_fail(c, MILK_ERR_INVALID_MODEL, "input %d is required "
+                                "but has no name", i);
+    for (int i = 0; i < row->min_out; i++)
+        if (!n->outputs[i][0])
+            return milk_cv_fail(c, MILK_ERR_INVALID_MODEL, "output %d is required "
+                                "but has no name", i);
+    return MILK_OK;
+}
+
 static milk_status lower_one(milk_cv *c, const milk_onnx_node *n)
 {
     if (n->domain[0] && strcmp(n->domain, "ai.onnx") != 0)
@@ -174,6 +225,7 @@ static milk_status lower_one(milk_cv *c, const milk_onnx_node *n)
                                    "contributed op)", n->domain);
     const lower_row *row = lower_find(n->op_type);
     if (!row) return milk_cv_unsupported(c, "unknown op");
+    MILK_TRY(check_arity(c, row, n));
     MILK_TRY(check_outputs(c, n, false));
     MILK_TRY(row->fn(c, n));
     return check_outputs(c, n, true);

@@ -261,7 +261,7 @@ milk_status milk_cv_keep_resolve(milk_cv *c, const char *const *names, int n,
 
 /* ---- the lowering table (lower.def) ----------------------------------------- */
 
-#define MILK_LOWER(op_type, fn, doc) \
+#define MILK_LOWER(op_type, fn, in, out, doc) \
     milk_status milk_lower_##fn(milk_cv *c, const milk_onnx_node *n);
 #include "lower.def"
 #undef MILK_LOWER

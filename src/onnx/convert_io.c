@@ -542,6 +542,9 @@ static milk_status add_output(milk_cv *c, const milk_onnx_value_info *vi,
 milk_status milk_cv_outputs_add(milk_cv *c)
 {
     const milk_onnx_graph *g = &c->m->graph;
+    if (g->n_outputs == 0)
+        return milk_errorf(c->ctx, MILK_ERR_INVALID_MODEL, "the graph has no "
+                           "outputs (a Core ML model needs at least one)");
     const char **names = milk_arena_alloc(c->a, ((size_t)g->n_outputs + 1) * sizeof *names);
     if (!names) return milk_errorf(c->ctx, MILK_ERR_NOMEM, "out of memory");
     for (int i = 0; i < g->n_outputs; i++) {

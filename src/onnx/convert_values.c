@@ -91,7 +91,7 @@ milk_status milk_cv_attr_ints(milk_cv *c, const char *name, int64_t *v,
     if (a->n_ints > max)
         return milk_cv_unsupported(c, "attribute '%s': %d values, at most %d "
                                    "supported", name, a->n_ints, max);
-    memcpy(v, a->ints, (size_t)a->n_ints * sizeof *v);
+    milk_copy(v, a->ints, (size_t)a->n_ints * sizeof *v);
     *n = a->n_ints;
     return MILK_OK;
 }

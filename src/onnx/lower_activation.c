@@ -236,8 +236,8 @@ static milk_status axis_op(milk_cv *c, axis_fn fn)
         MILK_TRY(fn(c, x, a, milk_cv_out(c, 0), &y));
         return milk_cv_set_out(c, 0, y);
     }
-    int64_t flat[2] = {1, 1};
-    for (int i = 0; i < t->rank; i++) flat[i >= a] *= t->dims[i];
+    int64_t flat[2] = {milk_dims_span(t->dims, 0, a),
+                       milk_dims_span(t->dims, a, t->rank)};
     MILK_TRY(milk_cv_reshape(c, milk_cv_tmp(c, "2d"), x, 2, flat, &y));
     MILK_TRY(fn(c, y, 1, milk_cv_tmp(c, "flat"), &y));
     MILK_TRY(milk_cv_reshape(c, milk_cv_out(c, 0), y, t->rank, t->dims, &y));

@@ -19,7 +19,7 @@ static milk_status synth_tensor(milk_cv *c, int32_t dtype, bool scalar,
     milk_onnx_tensor *t = milk_arena_alloc(c->a, sizeof *t);
     void *copy = milk_arena_alloc(c->a, (size_t)n * elem + 1);
     if (!t || !copy) return milk_errorf(c->ctx, MILK_ERR_NOMEM, "out of memory");
-    memcpy(copy, data, (size_t)n * elem);
+    milk_copy(copy, data, (size_t)n * elem);
     t->name = c->node->outputs[0];
     t->dtype = dtype;
     t->rank = scalar ? 0 : 1;
@@ -113,17 +113,16 @@ milk_status milk_lower_constant_of_shape(milk_cv *c, const milk_onnx_node *n)
     }
     MILK_TRY(milk_cv_const_ints(c, 0, shape, MILK_MAX_RANK, &k));
     milk_tensor_type t = {dt, k, {0}};
-    int64_t count = 1;
+    int64_t count;
     for (int i = 0; i < k; i++) {
-        if (shape[i] < 1 || shape[i] > MAX_FILL_ELEMENTS)
+        if (shape[i] < 1)
             return milk_cv_unsupported(c, "shape entry %d is %lld", i,
                                        (long long)shape[i]);
         t.dims[i] = shape[i];
-        count *= shape[i];
-        if (count > MAX_FILL_ELEMENTS)
-            return milk_cv_unsupported(c, "more than %lld elements",
-                                       (long long)MAX_FILL_ELEMENTS);
     }
+    if (!milk_dims_count(t.dims, k, &count) || count > MAX_FILL_ELEMENTS)
+        return milk_cv_unsupported(c, "more than %lld elements",
+                                   (long long)MAX_FILL_ELEMENTS);
     void *buf;
     MILK_TRY(fill_buffer(c, dt, v, count, &buf));
     milk_status s = milk_cv_set_out_const(c, 0, &t, buf);

@@ -265,8 +265,8 @@ static milk_status softmax_coerced(milk_cv *c, milk_var *x, int axis,
 {
     const milk_tensor_type *t = &x->type;
     if (axis == t->rank - 1) return softmax_op(c, x, -1, milk_cv_out(c, 0), out);
-    int64_t flat[2] = {1, 1};
-    for (int i = 0; i < t->rank; i++) flat[i >= axis] *= t->dims[i];
+    int64_t flat[2] = {milk_dims_span(t->dims, 0, axis),
+                       milk_dims_span(t->dims, axis, t->rank)};
     milk_var *x2, *y2;
     MILK_TRY(milk_cv_reshape(c, milk_cv_tmp(c, "2d"), x, 2, flat, &x2));
     MILK_TRY(softmax_op(c, x2, -1, milk_cv_tmp(c, "softmax"), &y2));

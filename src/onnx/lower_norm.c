@@ -69,8 +69,8 @@ milk_status milk_lower_lrn(milk_cv *c, const milk_onnx_node *n)
                                          (int)t->rank);
     bool reshaped = t->rank != 4;
     if (reshaped) {
-        int64_t d4[4] = {t->dims[0], t->dims[1], t->dims[2], 1};
-        for (int i = 3; i < t->rank; i++) d4[3] *= t->dims[i];
+        int64_t d4[4] = {t->dims[0], t->dims[1], t->dims[2],
+                         milk_dims_span(t->dims, 3, t->rank)};
         MILK_TRY(milk_cv_reshape(c, milk_cv_tmp(c, "4d"), x, 4, d4, &y));
     } else {
         y = x;

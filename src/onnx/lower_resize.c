@@ -306,9 +306,9 @@ static milk_status resize_matmul(milk_cv *c, const resize_spec *rs, int d,
     MILK_TRY(weight_matrix(c, rs, d, &mat, &bias));
     if (x->type.dtype != MILK_DTYPE_FP32)
         MILK_TRY(milk_cv_cast(c, milk_cv_tmp(c, "wt"), mat, x->type.dtype, &mat));
-    int64_t dims[MILK_MAX_RANK], d3[3] = {1, rs->in[d], 1};
+    int64_t dims[MILK_MAX_RANK], d3[3] = {milk_dims_span(x->type.dims, 0, d), rs->in[d],
+                                          milk_dims_span(x->type.dims, d + 1, r)};
     for (int i = 0; i < r; i++) dims[i] = i == d ? rs->out[d] : x->type.dims[i];
-    for (int i = 0; i < r; i++) d3[i < d ? 0 : 2] *= i == d ? 1 : x->type.dims[i];
     bool last = d == r - 1;
     if (!last) MILK_TRY(milk_cv_reshape(c, milk_cv_tmp(c, "3d"), x, 3, d3, &x));
     bool more = !last || bias;

@@ -52,7 +52,8 @@ milk_status milk_lower_flatten(milk_cv *c, const milk_onnx_node *n)
         return milk_cv_fail(c, MILK_ERR_INVALID_MODEL, "axis %lld for rank %d",
                             (long long)axis, r);
     if (axis < 0) axis += r;
-    for (int i = 0; i < r; i++) dims[i >= axis] *= x->type.dims[i];
+    milk_dims_count(x->type.dims, (int)axis, &dims[0]);
+    milk_dims_count(x->type.dims + axis, r - (int)axis, &dims[1]);
     MILK_TRY(milk_cv_reshape(c, milk_cv_out(c, 0), x, 2, dims, &out));
     return milk_cv_set_out(c, 0, out);
 }
@@ -62,8 +63,8 @@ milk_status milk_lower_flatten(milk_cv *c, const milk_onnx_node *n)
 static milk_status reshape_target(milk_cv *c, const milk_tensor_type *x,
                                   int64_t *v, int n, bool allowzero)
 {
-    int neg = -1;
-    int64_t known = 1, total = milk_tensor_type_count(x);
+    int neg = -1, n_known = 0;
+    int64_t known_dims[MILK_MAX_RANK], known, total = milk_tensor_type_count(x);
     for (int i = 0; i < n; i++) {
         if (v[i] == 0 && allowzero)
             return milk_cv_unsupported(c, "a 0 dim with allowzero=1 (empty "
@@ -76,8 +77,11 @@ static milk_status reshape_target(milk_cv *c, const milk_tensor_type *x,
         if (v[i] < 1)
             return milk_cv_fail(c, MILK_ERR_INVALID_MODEL, "shape entry %d is "
                                 "%lld", i, (long long)v[i]);
-        known *= v[i];
+        known_dims[n_known++] = v[i];
     }
+    if (!milk_dims_count(known_dims, n_known, &known))
+        return milk_cv_fail(c, MILK_ERR_INVALID_MODEL, "the target shape holds "
+                            "more than 2^40 elements");
     if (neg >= 0 && known > 0 && total % known == 0) v[neg] = total / known;
     else if (neg >= 0 || known != total)
         return milk_cv_fail(c, MILK_ERR_INVALID_MODEL, "cannot reshape %lld "

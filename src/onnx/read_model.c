@@ -252,7 +252,9 @@ static milk_status open_model(milk_onnx_reader *r, const char *path, int *fd)
     r->real_path = milk_arena_strdup(r->arena, real);
     free(real);
     if (!r->real_path) return milk_errorf(r->ctx, MILK_ERR_NOMEM, "out of memory");
-    if (r->size == 0) return MILK_OK; /* nothing to map; fails as no graph */
+    if (r->size == 0)
+        return milk_errorf(r->ctx, MILK_ERR_INVALID_MODEL, "empty file (0 bytes): "
+                           "an ONNX model is a serialized ModelProto");
     if (r->size > SIZE_MAX) return milk_errorf(r->ctx, MILK_ERR_IO, "file too large");
     void *p = mmap(NULL, (size_t)r->size, PROT_READ, MAP_PRIVATE, *fd, 0);
     if (p == MAP_FAILED)

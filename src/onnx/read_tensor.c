@@ -229,17 +229,14 @@ static milk_status check_shape(milk_onnx_reader *r, const tensor_scan *s,
                            "data_type = %lld is not an ONNX data type",
                            (long long)s->dtype);
     t->dtype = (int32_t)s->dtype;
-    int64_t count = 1;
-    for (int i = 0; i < t->rank; i++) {
+    int64_t count;
+    for (int i = 0; i < t->rank; i++)
         if (t->dims[i] < 0)
             return milk_errorf(r->ctx, MILK_ERR_INVALID_MODEL,
                                "dims[%d] = %lld", i, (long long)t->dims[i]);
-        if (!milk_mul_i64(count, t->dims[i], &count) ||
-            count > MILK_MAX_ELEMENTS)
-            return milk_errorf(r->ctx, MILK_ERR_INVALID_MODEL,
-                               "dims: more than 2^40 elements (dims[%d] = %lld)",
-                               i, (long long)t->dims[i]);
-    }
+    if (!milk_dims_count(t->dims, t->rank, &count))
+        return milk_errorf(r->ctx, MILK_ERR_INVALID_MODEL,
+                           "dims: more than 2^40 elements");
     t->count = count;
     uint64_t bits;
     if (!milk_mul_u64((uint64_t)count, (uint64_t)d->bits, &bits))

@@ -38,6 +38,10 @@ static uint64_t get_le(const uint8_t *p, int n)
 milk_pb milk_pb_make(const uint8_t *p, uint64_t n, const char *const *names,
                      uint32_t n_names)
 {
+    /* An empty message may come with no buffer at all: NULL + 0 is
+     * undefined, so point at a static empty one. */
+    static const uint8_t empty[1];
+    if (!p) p = empty, n = 0;
     milk_pb c = {p, p + n, names, n_names};
     return c;
 }

@@ -275,16 +275,6 @@ static milk_status softmax_infer(milk_infer *ic)
     return same_as_x(ic);
 }
 
-/* x viewed as [outer, n, inner] around one axis. */
-static void around_axis(const milk_tensor_type *t, int axis, int64_t *outer,
-                        int64_t *n, int64_t *inner)
-{
-    *outer = *inner = 1;
-    for (int i = 0; i < axis; i++) *outer *= t->dims[i];
-    for (int i = axis + 1; i < t->rank; i++) *inner *= t->dims[i];
-    *n = t->dims[axis];
-}
-
 /* Numerically stable: e^(x - max) never overflows, and the sum is at
  * least 1. A NaN anywhere in a slice makes the whole slice NaN. */
 static milk_status softmax_eval(milk_eval *ec)
@@ -294,7 +284,7 @@ static milk_status softmax_eval(milk_eval *ec)
     int a;
     MILK_TRY(milk_op_int(ec->ctx, ec->op, "axis", -1, &axis));
     MILK_TRY(milk_op_axis(ec->ctx, ec->op, "axis", axis, xt->type.rank, &a));
-    around_axis(&xt->type, a, &outer, &n, &inner);
+    milk_around_axis(&xt->type, a, &outer, &n, &inner);
     const float *x = milk_rt_f32(xt);
     float *y = milk_rt_f32(&ec->out[0]);
     for (int64_t o = 0; o < outer; o++) {          /* [outer] */
@@ -375,7 +365,7 @@ static milk_status map_channels(milk_eval *ec, act_fn f)
     const milk_rt *xt = milk_eval_in(ec, "x");
     const milk_rt *al = milk_eval_in(ec, "alpha"), *be = milk_eval_in(ec, "beta");
     int64_t outer, c_n, inner;
-    around_axis(&xt->type, 1, &outer, &c_n, &inner);
+    milk_around_axis(&xt->type, 1, &outer, &c_n, &inner);
     const float *x = milk_rt_f32(xt);
     float *y = milk_rt_f32(&ec->out[0]);
     for (int64_t o = 0; o < outer; o++)            /* [N] */

@@ -91,8 +91,7 @@ static milk_status sdpa_dims_of(milk_eval *ec, sdpa_dims *d)
     d->E = q->type.dims[r - 1];
     d->S = k->type.dims[r - 2];
     d->EV = v->type.dims[r - 1];
-    d->batch = 1;
-    for (int i = 0; i < r - 2; i++) d->batch *= q->type.dims[i];
+    d->batch = milk_dims_span(q->type.dims, 0, r - 2);
     if (k->type.rank != r || v->type.rank != r ||
         k->count != d->batch * d->S * d->E || v->count != d->batch * d->S * d->EV ||
         ec->out[0].count != d->batch * d->L * d->EV)

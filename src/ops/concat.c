@@ -78,14 +78,6 @@ static const milk_param concat_params[] = {
     {0},
 };
 
-/* The product of dims[lo..hi) of a runtime tensor. */
-static int64_t span(const milk_tensor_type *t, int lo, int hi)
-{
-    int64_t p = 1;
-    for (int i = lo; i < hi; i++) p *= t->dims[i];
-    return p;
-}
-
 /* Without interleave, out[p, :] (p over the dims before axis) is
  * values[0][p, :], then values[1][p, :], ...; with interleave, slice j of
  * values[v] along axis becomes slice j * n + v. */
@@ -98,8 +90,8 @@ static milk_status concat_eval(milk_eval *ec)
     MILK_TRY(milk_op_int(ec->ctx, ec->op, "axis", 0, &ax));
     MILK_TRY(milk_op_bool(ec->ctx, ec->op, "interleave", false, &interleave));
     int axis = (int)(ax < 0 ? ax + o->type.rank : ax);
-    int64_t outer = span(&o->type, 0, axis);
-    int64_t inner = span(&o->type, axis + 1, o->type.rank), at = 0;
+    int64_t outer = milk_dims_span(o->type.dims, 0, axis);
+    int64_t inner = milk_dims_span(o->type.dims, axis + 1, o->type.rank), at = 0;
     /* out: [outer, sum of the values' axis dims, inner] */
     for (int64_t p = 0; p < outer; p++) {
         int64_t len = interleave ? o->type.dims[axis] / n : 1;
@@ -223,8 +215,8 @@ static milk_status split_eval(milk_eval *ec)
     int64_t ax;
     MILK_TRY(milk_op_int(ec->ctx, ec->op, "axis", 0, &ax));
     int axis = (int)(ax < 0 ? ax + x->type.rank : ax);
-    int64_t outer = span(&x->type, 0, axis);
-    int64_t inner = span(&x->type, axis + 1, x->type.rank);
+    int64_t outer = milk_dims_span(x->type.dims, 0, axis);
+    int64_t inner = milk_dims_span(x->type.dims, axis + 1, x->type.rank);
     int64_t dim = x->type.dims[axis], c = 0;
     for (int k = 0; k < ec->n_out; k++) {
         milk_rt *o = &ec->out[k];
@@ -286,8 +278,8 @@ static milk_status stack_eval(milk_eval *ec)
     int64_t ax;
     MILK_TRY(milk_op_int(ec->ctx, ec->op, "axis", 0, &ax));
     int axis = (int)(ax < 0 ? ax + o->type.rank : ax);
-    int64_t outer = span(&o->type, 0, axis);
-    int64_t inner = span(&o->type, axis + 1, o->type.rank), at = 0;
+    int64_t outer = milk_dims_span(o->type.dims, 0, axis);
+    int64_t inner = milk_dims_span(o->type.dims, axis + 1, o->type.rank), at = 0;
     /* out: [outer, n, inner] */
     for (int64_t p = 0; p < outer; p++)
         for (int v = 0; v < n; v++)

@@ -19,14 +19,6 @@ static milk_status cumsum_infer(milk_infer *ic)
     return milk_infer_one(ic, x->dtype, x->rank, x->dims);
 }
 
-/* The product of dims[lo..hi). */
-static int64_t span(const milk_tensor_type *t, int lo, int hi)
-{
-    int64_t p = 1;
-    for (int i = lo; i < hi; i++) p *= t->dims[i];
-    return p;
-}
-
 /* Along the axis, in order (from the end with reverse): out = the sum so
  * far, x added after the store when exclusive, before it otherwise. Floats
  * sum in double; int32 sums wrap around in 32 bits (two's complement). */
@@ -40,8 +32,8 @@ static milk_status cumsum_eval(milk_eval *ec)
     MILK_TRY(milk_op_bool(ec->ctx, ec->op, "exclusive", false, &exclusive));
     MILK_TRY(milk_op_bool(ec->ctx, ec->op, "reverse", false, &reverse));
     int axis = (int)(ax < 0 ? ax + x->type.rank : ax);
-    int64_t P = span(&x->type, 0, axis), A = x->type.dims[axis];
-    int64_t Q = span(&x->type, axis + 1, x->type.rank);
+    int64_t P = milk_dims_span(x->type.dims, 0, axis), A = x->type.dims[axis];
+    int64_t Q = milk_dims_span(x->type.dims, axis + 1, x->type.rank);
     bool ints = x->store == MILK_DTYPE_INT32;
     /* x: [P, A, Q]; the sum runs along A */
     for (int64_t p = 0; p < P; p++)

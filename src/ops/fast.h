@@ -80,6 +80,7 @@ bool milk_fast_act_of(milk_ctx *ctx, const milk_op *op, milk_fnp *f);
 typedef struct milk_pool_geom {
     int S;
     int64_t in[3], out[3], k[3], s[3], before[3], st[3];
+    int64_t window; /* elements of the kernel's window */
 } milk_pool_geom;
 milk_status milk_pool_geometry(milk_eval *ec, const milk_rt *x,
                                const milk_rt *o, milk_pool_geom *g);

@@ -109,14 +109,6 @@ static milk_status take_index(const milk_eval *ec, int64_t at, int64_t v,
     return MILK_OK;
 }
 
-/* The product of dims[lo..hi). */
-static int64_t span(const milk_tensor_type *t, int lo, int hi)
-{
-    int64_t p = 1;
-    for (int i = lo; i < hi; i++) p *= t->dims[i];
-    return p;
-}
-
 /* out[b, p, i, q] = x[b, p, indices[b, i], q]: b over the batch dims, p
  * over x's dims from there to axis, i over the rest of indices' dims, q
  * over x's dims after axis. */
@@ -129,9 +121,9 @@ static milk_status gather_eval(milk_eval *ec)
     MILK_TRY(milk_op_int(ec->ctx, ec->op, "axis", 0, &ax));
     MILK_TRY(milk_op_int(ec->ctx, ec->op, "batch_dims", 0, &bd));
     int axis = (int)(ax < 0 ? ax + x->type.rank : ax);
-    int64_t B = span(&x->type, 0, (int)bd), P = span(&x->type, (int)bd, axis);
-    int64_t I = span(&ind->type, (int)bd, ind->type.rank);
-    int64_t A = x->type.dims[axis], Q = span(&x->type, axis + 1, x->type.rank);
+    int64_t B = milk_dims_span(x->type.dims, 0, (int)bd), P = milk_dims_span(x->type.dims, (int)bd, axis);
+    int64_t I = milk_dims_span(ind->type.dims, (int)bd, ind->type.rank);
+    int64_t A = x->type.dims[axis], Q = milk_dims_span(x->type.dims, axis + 1, x->type.rank);
     int64_t at = 0;
     /* out: [B, P, I, Q] */
     for (int64_t b = 0; b < B; b++)
@@ -215,9 +207,9 @@ static milk_status gather_along_axis_eval(milk_eval *ec)
     int64_t ax;
     MILK_TRY(milk_op_int(ec->ctx, ec->op, "axis", 0, &ax));
     int axis = (int)(ax < 0 ? ax + x->type.rank : ax);
-    int64_t P = span(&x->type, 0, axis), A = x->type.dims[axis];
+    int64_t P = milk_dims_span(x->type.dims, 0, axis), A = x->type.dims[axis];
     int64_t I = ind->type.dims[axis];
-    int64_t Q = span(&x->type, axis + 1, x->type.rank);
+    int64_t Q = milk_dims_span(x->type.dims, axis + 1, x->type.rank);
     /* out: [P, I, Q], indices' shape */
     for (int64_t p = 0; p < P; p++)
         for (int64_t i = 0; i < I; i++)

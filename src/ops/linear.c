@@ -331,8 +331,8 @@ static milk_status mm_plan_make(milk_eval *ec, mm_plan *p)
     p->yk = p->ty ? 1 : yd;
     p->yn = p->ty ? yd : 1;
     p->nb = ot->rank - (rx > 1) - (ry > 1);
-    p->nbatch = 1;
-    for (int i = 0; i < p->nb; i++) p->nbatch *= p->bdims[i] = ot->dims[i];
+    for (int i = 0; i < p->nb; i++) p->bdims[i] = ot->dims[i];
+    p->nbatch = milk_dims_span(ot->dims, 0, p->nb);
     bool ok = (p->ty ? yd : yc) == p->K && p->nb >= 0 &&
               ec->out[0].count == p->nbatch * p->M * p->N &&
               mm_batch_steps(xt, xa * xb, p, p->bx, &p->x_batches) &&

@@ -49,16 +49,6 @@ static milk_status channel_norm_infer(milk_infer *ic, int lo, int hi,
 
 /* ---- reference kernels: per-channel ------------------------------------- */
 
-/* x viewed as [outer, n, inner] around axis a. */
-static void around_axis(const milk_tensor_type *t, int a, int64_t *outer,
-                        int64_t *n, int64_t *inner)
-{
-    *outer = *inner = 1;
-    for (int i = 0; i < a; i++) *outer *= t->dims[i];
-    for (int i = a + 1; i < t->rank; i++) *inner *= t->dims[i];
-    *n = t->dims[a];
-}
-
 /* Element i of an optional parameter, or dflt when it is not bound. */
 static double param_at(const milk_rt *p, int64_t i, double dflt)
 {
@@ -81,7 +71,7 @@ static milk_status batch_norm_eval(milk_eval *ec)
     double eps;
     int64_t outer, c_n, inner;
     MILK_TRY(eps_of(ec, 1e-5f, &eps));
-    around_axis(&xt->type, 1, &outer, &c_n, &inner);
+    milk_around_axis(&xt->type, 1, &outer, &c_n, &inner);
     const float *x = milk_rt_f32(xt);
     float *y = milk_rt_f32(&ec->out[0]);
     for (int64_t o = 0; o < outer; o++)            /* [N] */
@@ -115,7 +105,7 @@ static milk_status instance_norm_eval(milk_eval *ec)
     double eps;
     int64_t outer, c_n, inner;
     MILK_TRY(eps_of(ec, 1e-5f, &eps));
-    around_axis(&xt->type, 1, &outer, &c_n, &inner);
+    milk_around_axis(&xt->type, 1, &outer, &c_n, &inner);
     const float *x = milk_rt_f32(xt);
     float *y = milk_rt_f32(&ec->out[0]);
     for (int64_t o = 0; o < outer; o++)            /* [N] */
@@ -321,7 +311,7 @@ static milk_status l2_norm_eval(milk_eval *ec)
     const milk_tensor_type *t = &xt->type;
     double eps;
     MILK_TRY(eps_of(ec, 1e-6f, &eps));
-    int64_t n = t->dims[t->rank - 3] * t->dims[t->rank - 2] * t->dims[t->rank - 1];
+    int64_t n = milk_dims_span(t->dims, t->rank - 3, t->rank);
     int64_t batch = n ? xt->count / n : 0;
     const float *x = milk_rt_f32(xt);
     float *y = milk_rt_f32(&ec->out[0]);
@@ -384,7 +374,7 @@ static milk_status lrn_eval(milk_eval *ec)
     MILK_TRY(milk_eval_f32(ec, "alpha", 1e-4f, &alpha));
     MILK_TRY(milk_eval_f32(ec, "beta", 0.75f, &beta));
     MILK_TRY(milk_eval_f32(ec, "k", 1.0f, &k));
-    around_axis(&xt->type, xt->type.rank - 3, &outer, &c_n, &inner);
+    milk_around_axis(&xt->type, xt->type.rank - 3, &outer, &c_n, &inner);
     const float *x = milk_rt_f32(xt);
     float *y = milk_rt_f32(&ec->out[0]);
     for (int64_t o = 0; o < outer; o++)            /* [*B] */

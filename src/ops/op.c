@@ -104,6 +104,9 @@ milk_status milk_op_infer(milk_ctx *ctx, const milk_op *op, milk_infer *ic)
     milk_status s = info->infer(ic);
     if (s == MILK_OK && ic->n_out < 1)
         s = milk_op_fail(ctx, op, NULL, "inferred no outputs");
+    for (int i = 0; s == MILK_OK && i < ic->n_out; i++)
+        if (milk_tensor_type_check(ctx, &ic->out[i]) != MILK_OK)
+            s = milk_op_fail(ctx, op, NULL, "output %d: %s", i, milk_ctx_error(ctx));
     if (s != MILK_OK) milk_infer_release(ic);
     return s;
 }

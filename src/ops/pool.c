@@ -29,6 +29,10 @@ static milk_status read_pool_ints(milk_infer *ic, int S, int64_t *k,
             return milk_op_fail(ic->ctx, ic->op, "pad",
                                 "%lld at %d is negative", (long long)pad[i],
                                 i);
+    int64_t window;
+    if (!milk_dims_count(k, S, &window))
+        return milk_op_fail(ic->ctx, ic->op, "kernel_sizes",
+                            "the window holds more than 2^40 elements");
     return MILK_OK;
 }
 
@@ -114,11 +118,8 @@ milk_status milk_pool_geometry(milk_eval *ec, const milk_rt *x,
         if (!milk_window_pads(pt, &w, &g->before[i], &after))
             return milk_op_fail(ec->ctx, ec->op, "pad", "sizes overflow");
     }
-    int64_t m = 1;
-    for (int d = g->S - 1; d >= 0; d--) {
-        g->st[d] = m;
-        m *= g->in[d];
-    }
+    for (int d = 0; d < g->S; d++) g->st[d] = milk_dims_span(g->in, d + 1, g->S);
+    g->window = milk_dims_span(g->k, 0, g->S); /* checked by inference */
     return MILK_OK;
 }
 
@@ -129,14 +130,13 @@ static float pool_one(pool_kind kind, bool exclude, const pool_geom *g,
                       const float *plane, const int64_t *oi)
 {
     int64_t lo[3] = {0}, dims[3] = {1, 1, 1}, idx[3] = {0, 0, 0};
-    int64_t full = 1, count = 1;
+    int64_t count = 1;
     for (int d = 0; d < g->S; d++) {
         int64_t a = oi[d] * g->s[d] - g->before[d], b = a + g->k[d];
         lo[d] = a > 0 ? a : 0;
         dims[d] = (b < g->in[d] ? b : g->in[d]) - lo[d];
         if (dims[d] < 0) dims[d] = 0;
-        full *= g->k[d];
-        count *= dims[d];
+        count *= dims[d]; /* a part of x's shape */
     }
     double acc = kind == POOL_MAX ? -INFINITY : 0.0;
     /* the clipped window: [dims[0], ..., dims[S-1]] */
@@ -153,7 +153,7 @@ static float pool_one(pool_kind kind, bool exclude, const pool_geom *g,
         /* without exclude the divisor is the whole kernel, padding and
          * ceil_mode overhang included (Core ML's rule, see
          * docs/coreml-defects.md) */
-        int64_t div = exclude ? count : full;
+        int64_t div = exclude ? count : g->window;
         return div ? (float)(acc / (double)div) : 0.0f;
     }
     return (float)acc;
@@ -168,11 +168,8 @@ static milk_status pool_eval(milk_eval *ec, pool_kind kind)
     MILK_TRY(milk_pool_geometry(ec, x, o, &g));
     MILK_TRY(milk_op_bool(ec->ctx, ec->op, "exclude_padding_from_average",
                           false, &exclude));
-    int64_t planes = x->type.dims[0] * x->type.dims[1], in_sz = 1, out_sz = 1;
-    for (int d = 0; d < g.S; d++) {
-        in_sz *= g.in[d];
-        out_sz *= g.out[d];
-    }
+    int64_t planes = milk_dims_span(x->type.dims, 0, 2);
+    int64_t in_sz = milk_dims_span(g.in, 0, g.S), out_sz = milk_dims_span(g.out, 0, g.S);
     /* out: [N * C, *D_out] */
     for (int64_t p = 0; p < planes; p++) {
         int64_t oi[3] = {0, 0, 0};

@@ -41,7 +41,7 @@ static void pool_task(void *arg, int64_t p, int worker)
                 for (int64_t h = h0; h < h1; h++)
                     for (int64_t w = w0; w < w1; w++) acc += x[h * s->W + w];
                 int64_t cnt = (h1 > h0 ? h1 - h0 : 0) * (w1 > w0 ? w1 - w0 : 0);
-                int64_t div = s->exclude ? cnt : s->KH * s->KW;
+                int64_t div = s->exclude ? cnt : s->g.window;
                 y[oh * s->OW + ow] = div ? (float)(acc / (double)div) : 0.0f;
             }
         }

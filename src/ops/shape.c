@@ -34,13 +34,16 @@ static milk_status reshape_infer_dim(milk_infer *ic,
                                      const milk_tensor_type *x, int64_t *v,
                                      int n, int neg)
 {
-    int64_t total = milk_tensor_type_count(x), rest = 1;
+    int64_t total = milk_tensor_type_count(x), rest, others[MILK_MAX_RANK];
+    int k = 0;
     for (int i = 0; i < n; i++) {
         if (i == neg) continue;
         if (!MILK_DIM_KNOWN(v[i])) total = -1;
-        if (total >= 0 && __builtin_mul_overflow(rest, v[i], &rest))
-            return milk_op_fail(ic->ctx, ic->op, "shape", "size overflows");
+        others[k++] = v[i];
     }
+    if (total >= 0 && !milk_dims_count(others, k, &rest))
+        return milk_op_fail(ic->ctx, ic->op, "shape",
+                            "the target holds more than 2^40 elements");
     if (total < 0) {
         if (neg >= 0) v[neg] = MILK_DIM_UNKNOWN;
         return MILK_OK;
@@ -293,22 +296,6 @@ const milk_op_info milk_op_squeeze = {
 
 /* ---- flatten2d -------------------------------------------------------- */
 
-/* The product of dims[lo..hi), unknown if any of them is. */
-static milk_status dims_product(milk_infer *ic, const int64_t *dims, int lo,
-                                int hi, int64_t *out)
-{
-    *out = 1;
-    for (int i = lo; i < hi; i++) {
-        if (!MILK_DIM_KNOWN(dims[i])) {
-            *out = MILK_DIM_UNKNOWN;
-            return MILK_OK;
-        }
-        if (__builtin_mul_overflow(*out, dims[i], out))
-            return milk_op_fail(ic->ctx, ic->op, "x", "size overflows");
-    }
-    return MILK_OK;
-}
-
 static milk_status flatten2d_infer(milk_infer *ic)
 {
     const milk_tensor_type *x;
@@ -322,8 +309,8 @@ static milk_status flatten2d_infer(milk_infer *ic)
                             "axis %lld outside [%d, %d]", (long long)ax,
                             -(int)x->rank, (int)x->rank);
     int a = (int)(ax < 0 ? ax + x->rank : ax);
-    MILK_TRY(dims_product(ic, x->dims, 0, a, &dims[0]));
-    MILK_TRY(dims_product(ic, x->dims, a, x->rank, &dims[1]));
+    dims[0] = milk_dims_span(x->dims, 0, a); /* unknown if one is */
+    dims[1] = milk_dims_span(x->dims, a, x->rank);
     return milk_infer_one(ic, x->dtype, 2, dims);
 }
 

@@ -101,14 +101,6 @@ static int by_asc(const void *pa, const void *pb)
     return a->i < b->i ? -1 : a->i > b->i;
 }
 
-/* The product of dims[lo..hi). */
-static int64_t span(const milk_tensor_type *t, int lo, int hi)
-{
-    int64_t p = 1;
-    for (int i = lo; i < hi; i++) p *= t->dims[i];
-    return p;
-}
-
 /* Each slice along the axis is sorted (stably: equal values keep their
  * order) and its first k entries are written. */
 static milk_status topk_eval(milk_eval *ec)
@@ -120,8 +112,8 @@ static milk_status topk_eval(milk_eval *ec)
     MILK_TRY(milk_op_int(ec->ctx, ec->op, "axis", -1, &ax));
     MILK_TRY(milk_op_bool(ec->ctx, ec->op, "ascending", false, &asc));
     int axis = (int)(ax < 0 ? ax + x->type.rank : ax);
-    int64_t P = span(&x->type, 0, axis), A = x->type.dims[axis];
-    int64_t Q = span(&x->type, axis + 1, x->type.rank);
+    int64_t P = milk_dims_span(x->type.dims, 0, axis), A = x->type.dims[axis];
+    int64_t Q = milk_dims_span(x->type.dims, axis + 1, x->type.rank);
     int64_t K = vals->type.dims[axis];
     bool ints = x->store == MILK_DTYPE_INT32;
     ranked *r = malloc((size_t)(A ? A : 1) * sizeof *r);

@@ -249,9 +249,8 @@ static milk_status plan_convt(milk_rule_run *rr, milk_op *op, convt_plan *pl)
 static void extend_axis(const char *src, char *dst, const int64_t *dims,
                         int rank, int axis, int64_t taps, size_t esz)
 {
-    int64_t outer = 1, inner = 1;
-    for (int i = 0; i < axis; i++) outer *= dims[i];
-    for (int i = axis + 1; i < rank; i++) inner *= dims[i];
+    int64_t outer = milk_dims_span(dims, 0, axis);
+    int64_t inner = milk_dims_span(dims, axis + 1, rank);
     int64_t k = dims[axis], k2 = k + taps;
     for (int64_t o = 0; o < outer; o++) { /* [outer][k][inner] -> [outer][k2][inner] */
         memcpy(dst + (size_t)(o * k2 * inner) * esz,

@@ -306,7 +306,7 @@ static milk_status run_function(fp16_pass *ps)
     int n = b->n_ops;
     milk_op **ops = malloc((size_t)(n + 1) * sizeof *ops);
     if (!ops) return nomem(ps);
-    memcpy(ops, b->ops, (size_t)n * sizeof *ops);
+    milk_copy(ops, b->ops, (size_t)n * sizeof *ops);
     b->n_ops = 0;
     milk_status s = MILK_OK;
     for (int i = 0; s == MILK_OK && i < n; i++) {

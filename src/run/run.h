@@ -95,6 +95,9 @@ milk_status milk_spec_outputs(milk_ctx *ctx, const milk_op *op,
 
 /* Row-major strides of a shape (elements). */
 void milk_strides(const milk_tensor_type *t, int64_t *strides);
+/* t viewed as [outer, n, inner] around one axis. */
+void milk_around_axis(const milk_tensor_type *t, int axis, int64_t *outer,
+                      int64_t *n, int64_t *inner);
 
 /* Walks the elements of a broadcast output in row-major order, keeping the
  * offsets of the corresponding elements of two inputs (NumPy rules):

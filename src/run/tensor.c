@@ -247,11 +247,16 @@ milk_status milk_eval_f32(const milk_eval *ec, const char *param, float dflt,
 
 void milk_strides(const milk_tensor_type *t, int64_t *strides)
 {
-    int64_t s = 1;
-    for (int i = t->rank - 1; i >= 0; i--) {
-        strides[i] = s;
-        s *= t->dims[i];
-    }
+    for (int i = 0; i < t->rank; i++)
+        strides[i] = milk_dims_span(t->dims, i + 1, t->rank);
+}
+
+void milk_around_axis(const milk_tensor_type *t, int axis, int64_t *outer,
+                      int64_t *n, int64_t *inner)
+{
+    *outer = milk_dims_span(t->dims, 0, axis);
+    *n = t->dims[axis];
+    *inner = milk_dims_span(t->dims, axis + 1, t->rank);
 }
 
 /* Strides of `in` aligned to the trailing dims of `out`, 0 where `in` is

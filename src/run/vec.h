@@ -112,6 +112,8 @@ typedef struct milk_vec {
     /* y[i] = max(y[i], x[i]) (NaN sticking) and y[i] += x[i]. */
     void (*vmax)(float *y, const float *x, int64_t n);
     void (*vadd)(float *y, const float *x, int64_t n);
+    /* fp16 -> fp32 (exact), h need not be aligned. */
+    void (*widen16)(const uint16_t *h, float *y, int64_t n);
 } milk_vec;
 
 /* The table for this CPU (MILK_SIMD=base forces the baseline). */

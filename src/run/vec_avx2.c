@@ -2,7 +2,11 @@
  * floats a vector). Compiled for those instructions whatever the build's
  * flags; milk_vec_get() uses this table only when the CPU has them. */
 #if defined(__x86_64__) && defined(__GNUC__)
+#ifdef __clang__
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#else
 #pragma GCC target("avx2,fma,f16c")
+#endif
 #include <immintrin.h>
 
 #define VW 8
@@ -14,6 +18,9 @@
 #define VEC_HAVE_ROUND16 1
 
 #include "vec_impl.h"
+#ifdef __clang__
+#pragma clang attribute pop
+#endif
 #else
 typedef int milk_vec_avx2_unused; /* an empty unit is not ISO C */
 #endif

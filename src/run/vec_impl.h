@@ -297,18 +297,25 @@ static void epilogue(const milk_epi *e, float *y, int64_t n, const float *bias,
 
 /* ---- direct convolution row --------------------------------------------- */
 
+/* The even lanes of a then b. */
+INL vf evens(vf a, vf b)
+{
+#if defined(__clang__) && VW == 8
+    return __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14);
+#elif defined(__clang__)
+    return __builtin_shufflevector(a, b, 0, 2, 4, 6);
+#elif VW == 8
+    return __builtin_shuffle(a, b, (vi){0, 2, 4, 6, 8, 10, 12, 14});
+#else
+    return __builtin_shuffle(a, b, (vi){0, 2, 4, 6});
+#endif
+}
+
 /* The 8 (VW) inputs of positions ow..ow+VW-1 at stride s from p. */
 INL vf load_strided(const float *p, int64_t s)
 {
     if (s == 1) return load(p);
-#if VW == 8
-    if (s == 2)
-        return __builtin_shuffle(load(p), load(p + 8),
-                                 (vi){0, 2, 4, 6, 8, 10, 12, 14});
-#else
-    if (s == 2)
-        return __builtin_shuffle(load(p), load(p + 4), (vi){0, 2, 4, 6});
-#endif
+    if (s == 2) return evens(load(p), load(p + VW));
     vf v;
     for (int k = 0; k < VW; k++) v[k] = p[k * s];
     return v;
@@ -431,6 +438,20 @@ static void vadd(float *y, const float *x, int64_t n)
     for (; i < n; i++) y[i] += x[i];
 }
 
+static void widen16(const uint16_t *h, float *y, int64_t n)
+{
+    int64_t i = 0;
+#ifdef VEC_HAVE_ROUND16
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
+#endif
+    for (; i < n; i++) {
+        uint16_t v;
+        memcpy(&v, h + i, 2);
+        y[i] = milk_fp16_to_fp32(v);
+    }
+}
+
 const milk_vec VEC_TABLE = {
     .name = VEC_NAME,
     .width = VW,
@@ -446,4 +467,5 @@ const milk_vec VEC_TABLE = {
     .sqdev = sqdev,
     .vmax = vmax,
     .vadd = vadd,
+    .widen16 = widen16,
 };

@@ -1,10 +1,11 @@
 /* weights.c: constants of a runner without copies (see plan.h). A
  * package's weight.bin is mapped read-only once, and fp32 and int32
  * weights are used where they lie (64-byte aligned records); fp16 weights
- * are converted to fp32 once, in bulk. Mappings are prefaulted
+ * are converted to fp32 once, in bulk (F16C where the CPU has it). Mappings are prefaulted
  * (MAP_POPULATE): one call maps the file's cached pages instead of a fault
  * per page on first touch. */
 #include "plan.h"
+#include "vec.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -74,29 +75,6 @@ static milk_status map_file(milk_ctx *ctx, const char *path, milk_maps **maps,
     return MILK_OK;
 }
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-
-/* fp16 -> fp32 with F16C, 8 at a time; returns how many were converted
- * (exact: every fp16 value is an fp32 value). */
-__attribute__((target("avx,f16c"))) static size_t
-f16c_widen(const uint16_t *src, float *dst, size_t n)
-{
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
-    return i;
-}
-
-static bool has_f16c(void)
-{
-    return __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
-}
-#else
-static size_t f16c_widen(const uint16_t *src, float *dst, size_t n) { return 0; }
-static bool has_f16c(void) { return false; }
-#endif
-
 milk_status milk_rt_from_value_mapped(milk_ctx *ctx, milk_rt *t,
                                       const milk_value *v, milk_maps **maps)
 {
@@ -129,11 +107,6 @@ milk_status milk_rt_from_value_mapped(milk_ctx *ctx, milk_rt *t,
     }
     /* fp16: widened once into the runner's own fp32 copy */
     MILK_TRY(milk_rt_alloc(ctx, t, &v->type));
-    size_t i = has_f16c() ? f16c_widen(src, t->data, (size_t)count) : 0;
-    for (; i < (size_t)count; i++) {
-        uint16_t h;
-        memcpy(&h, (const unsigned char *)src + 2 * i, 2);
-        milk_rt_f32(t)[i] = milk_fp16_to_fp32(h);
-    }
+    milk_vec_get()->widen16(src, milk_rt_f32(t), count);
     return MILK_OK;
 }

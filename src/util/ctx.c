@@ -52,8 +52,10 @@ void milk_ctx_clear(milk_ctx *ctx)
     if (ctx->msg) ctx->msg[0] = 0;
 }
 
-/* Replace the message with the formatted text. On allocation failure the
- * old message is kept and the status still recorded. */
+/* Replace the message with the formatted text, which may quote the old
+ * message (milk_ctx_error(ctx) as an argument): it is formatted into a new
+ * buffer before the old one goes. On allocation failure the old message is
+ * kept and the status still recorded. */
 static void set_msg(milk_ctx *ctx, const char *fmt, va_list ap)
 {
     va_list ap2;
@@ -61,13 +63,11 @@ static void set_msg(milk_ctx *ctx, const char *fmt, va_list ap)
     int n = vsnprintf(NULL, 0, fmt, ap2);
     va_end(ap2);
     if (n < 0) return;
-    if ((size_t)n + 1 > ctx->cap) {
-        char *m = realloc(ctx->msg, (size_t)n + 1);
-        if (!m) return;
-        ctx->msg = m;
-        ctx->cap = (size_t)n + 1;
-    }
-    vsnprintf(ctx->msg, (size_t)n + 1, fmt, ap);
+    char *m = malloc((size_t)n + 1);
+    if (!m) return;
+    vsnprintf(m, (size_t)n + 1, fmt, ap);
+    free(ctx->msg);
+    ctx->msg = m;
 }
 
 milk_status milk_verrorf(milk_ctx *ctx, milk_status s, const char *fmt,
@@ -96,10 +96,5 @@ milk_status milk_error_prefix(milk_ctx *ctx, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
-    char *old = ctx->msg ? strdup(ctx->msg) : strdup("");
-    if (old) {
-        milk_errorf(ctx, ctx->status, "%s: %s", prefix, old);
-        free(old);
-    }
-    return ctx->status;
+    return milk_errorf(ctx, ctx->status, "%s: %s", prefix, milk_ctx_error(ctx));
 }

@@ -91,10 +91,27 @@ f16c_round(float *x, size_t n)
     return i;
 }
 
+/* CPUID leaf 1: ECX bit 29 F16C, bit 28 AVX, bit 27 OSXSAVE; the OS must
+ * also save the YMM registers (XCR0 bits 1 and 2). Read with <cpuid.h>,
+ * which gcc and clang both have (clang's __builtin_cpu_supports knows no
+ * "f16c"). */
+#include <cpuid.h>
+
+static bool cpu_has_f16c(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+    const unsigned need = (1u << 29) | (1u << 28) | (1u << 27);
+    if ((c & need) != need) return false;
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return (lo & 6u) == 6u;
+}
+
 static bool has_f16c(void)
 {
     static int known = -1;
-    if (known < 0) known = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+    if (known < 0) known = cpu_has_f16c();
     return known;
 }
 #else

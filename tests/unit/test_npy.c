@@ -159,10 +159,15 @@ static const bad_case bad_headers[] = {
      MILK_ERR_PARSE, "dimension 9223372036854775808 overflows int64"},
     {1, "{'descr': '<f4', 'fortran_order': False, "
         "'shape': (4294967296, 4294967296, 4294967296), }", 4,
-     MILK_ERR_PARSE, "element count overflows int64"},
+     MILK_ERR_UNSUPPORTED, "more elements than milk supports (2^40)"},
     {1, "{'descr': '<f4', 'fortran_order': False, "
         "'shape': (1048576, 1048576, 2), }", 4,
-     MILK_ERR_UNSUPPORTED, "more than milk supports (2^40)"},
+     MILK_ERR_UNSUPPORTED, "more elements than milk supports (2^40)"},
+    /* a zero dim does not hide huge ones (their partial products would
+     * overflow in the kernels) */
+    {1, "{'descr': '<f4', 'fortran_order': False, "
+        "'shape': (0, 4294967296, 4294967296), }", 4,
+     MILK_ERR_UNSUPPORTED, "more elements than milk supports (2^40)"},
     {1, "{'descr': '<f4', 'fortran_order': False, "
         "'shape': (1, 1, 1, 1, 1, 1, 1, 1, 1), }", 4,
      MILK_ERR_UNSUPPORTED, "rank 9"},

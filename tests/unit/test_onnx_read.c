@@ -461,7 +461,7 @@ static void test_wire_errors(milk_ctx *ctx)
     expect_file_error(ctx, "\x0f\x01", 2, MILK_ERR_PARSE, "invalid wire type");
     expect_file_error(ctx, "\x0c", 1, MILK_ERR_PARSE, "unexpected end-group");
     expect_file_error(ctx, "\x0b\x08\x01", 3, MILK_ERR_PARSE, "unterminated group");
-    expect_file_error(ctx, "", 0, MILK_ERR_INVALID_MODEL, "graph is missing");
+    expect_file_error(ctx, "", 0, MILK_ERR_INVALID_MODEL, "empty file (0 bytes)");
     /* ir_version as a 32-bit value */
     expect_file_error(ctx, "\x0d\x01\x00\x00\x00\x3a\x00", 7, MILK_ERR_PARSE,
                       "ir_version: wire type 32-bit, expected varint");
