@@ -94,7 +94,7 @@ def ort_time(onnx_path, x_path, n=N, threads=1):
     env = dict(ENV1, NODE_PATH=str(NODE_DIR / "node_modules"))
     _, _, out = run_measured(["node", ROOT / "bench" / "ort_run.js", onnx_path, x_path,
                               n, threads], env=env)
-    return json.loads(out)["median_ms"]
+    return json.loads(out)
 
 
 def milk_bench(pkg, x_path, n=N, extra=()):
@@ -120,25 +120,32 @@ def prepare_models():
 
 def bench_interpreter(pkgs):
     print(f"interpreter vs ONNX Runtime (CPU provider), 1 thread each; "
-          f"best median of {ROUNDS} alternating rounds of {N} runs")
+          f"best median of {ROUNDS} alternating rounds of {N} runs; wall time, and the\n"
+          f"  CPU time of each process per run (steadier when the machine is shared: "
+          f"load average {os.getloadavg()[0]:.1f})")
     have_ort = ort_available()
-    ratios = []
-    print(f"  {'model':<20} {'milk ms':>9} {'ORT ms':>9} {'milk/ORT':>9}")
+    ratios, cpu_ratios = [], []
+    print(f"  {'model':<20} {'milk ms':>9} {'ORT ms':>9} {'milk/ORT':>9}"
+          f" {'milk cpu':>9} {'ORT cpu':>9} {'cpu ratio':>9}")
     for name, (onnx_path, pkg, x) in pkgs.items():
         mk, ot = [], []
         for _ in range(ROUNDS):
-            mk.append(milk_bench(pkg, x)["median_ms"])
+            mk.append(milk_bench(pkg, x))
             if have_ort:
                 ot.append(ort_time(onnx_path, x))
-        m = min(mk)
+        m = min(r["median_ms"] for r in mk)
+        mc = min(r["cpu_ms"] for r in mk)
         if have_ort:
-            o = min(ot)
+            o = min(r["median_ms"] for r in ot)
+            oc = min(r["cpu_ms"] for r in ot)
             ratios.append(m / o)
-            print(f"  {name:<20} {m:9.2f} {o:9.2f} {m / o:9.2f}")
+            cpu_ratios.append(mc / oc)
+            print(f"  {name:<20} {m:9.2f} {o:9.2f} {m / o:9.2f} {mc:9.2f} {oc:9.2f} {mc / oc:9.2f}")
         else:
-            print(f"  {name:<20} {m:9.2f}")
+            print(f"  {name:<20} {m:9.2f} {'':9} {'':9} {mc:9.2f}")
     if ratios:
-        print(f"  {'geometric mean':<20} {'':9} {'':9} {geomean(ratios):9.2f}")
+        print(f"  {'geometric mean':<20} {'':9} {'':9} {geomean(ratios):9.2f}"
+              f" {'':9} {'':9} {geomean(cpu_ratios):9.2f}")
 
 
 def bench_threads(pkgs):

@@ -14,15 +14,23 @@
 
 #include <cblas.h>
 
-/* Bytes of a tile's column matrix: within a core's L2. */
+/* Bytes of a tile's column matrix (and of shift's output tile): within a
+ * core's L2. */
 #define COL_TILE_BYTES ((int64_t)256 << 10)
 
+typedef enum conv_kind { CONV_DIRECT, CONV_GEMM, CONV_SHIFT } conv_kind;
+
 typedef struct conv_st {
+    conv_kind kind;
     milk_conv_geom g;
     int64_t cig, cog, rows; /* channels per group in and out; rows = cig * K */
     bool pointwise;
-    /* gemm tiling: columns per tile, channels per block */
+    /* gemm and shift tiling: columns per tile, channels per block */
     int64_t nq, n_tiles, mb, n_mblocks;
+    /* shift: the padded input's dims, output rows per tile, and the
+     * weights packed by tap, wt[k][c_out][c_in] */
+    int64_t pdims[3], tile_rows;
+    float *wt;
 } conv_st;
 
 static bool is_pointwise(const milk_conv_geom *g)
@@ -67,6 +75,18 @@ static void pad_plane(const milk_conv_geom *g, const int64_t *dims,
                       const float *x, float *p)
 {
     memset(p, 0, (size_t)(dims[0] * dims[1] * dims[2] + slack(g)) * sizeof *p);
+    for (int64_t d = 0; d < g->in[0]; d++)
+        for (int64_t h = 0; h < g->in[1]; h++)
+            memcpy(p + ((d + g->pad[0]) * dims[1] + h + g->pad[1]) * dims[2] + g->pad[2],
+                   x + (d * g->in[1] + h) * g->in[2], (size_t)g->in[2] * sizeof *p);
+}
+
+/* pad_plane without the slack: planes of the shift kernel follow one
+ * another (the slack is after the last). */
+static void pad_plane_rows(const milk_conv_geom *g, const int64_t *dims,
+                           const float *x, float *p)
+{
+    memset(p, 0, (size_t)(dims[0] * dims[1] * dims[2]) * sizeof *p);
     for (int64_t d = 0; d < g->in[0]; d++)
         for (int64_t h = 0; h < g->in[1]; h++)
             memcpy(p + ((d + g->pad[0]) * dims[1] + h + g->pad[1]) * dims[2] + g->pad[2],
@@ -160,6 +180,70 @@ static void gemm_task(void *arg, int64_t task, int worker)
                           j->f->st + worker * 3);
 }
 
+/* ---- shift: stride-1 convolutions as one GEMM per kernel tap ----------------- */
+
+/* With stride 1, output position (oh, ow) reads input (oh + kh * dh, ow +
+ * kw * dw) at tap (kh, kw). On a zero-padded input Xp [c_in, Hp, Wp], and
+ * an output computed on the padded width (columns q = oh * Wp + ow, those
+ * with ow >= OW thrown away), tap k reads Xp at q + kh * dh * Wp + kw * dw:
+ * for every tap the input is a plain [c_in, OH * Wp] matrix at an offset,
+ * so Y = sum over taps of W_k [c_out, c_in] x Xp_k, one GEMM each, with no
+ * column matrix at all. The weights are packed by tap once, at plan time.
+ * 1-D and 2-D convolutions with groups 1. */
+
+typedef struct shift_job {
+    const milk_fast *f;
+    const conv_st *s;
+    const float *x, *bias;
+    float *y;
+    int64_t n; /* the image */
+} shift_job;
+
+/* Phase 1: the image's channels into the padded planes (shared). */
+static void shift_pad_task(void *arg, int64_t c, int worker)
+{
+    const shift_job *j = arg;
+    const conv_st *s = j->s;
+    const milk_conv_geom *g = &s->g;
+    const int64_t plane = s->pdims[1] * s->pdims[2];
+    pad_plane_rows(g, s->pdims, j->x + (j->n * g->c_in + c) * milk_geom_in3(g),
+                   (float *)j->f->shared + c * plane);
+}
+
+/* Phase 2: one tile of output rows and a block of output channels. */
+static void shift_task(void *arg, int64_t task, int worker)
+{
+    const shift_job *j = arg;
+    const conv_st *s = j->s;
+    const milk_conv_geom *g = &s->g;
+    const int64_t mblk = task % s->n_mblocks, tile = task / s->n_mblocks;
+    const int64_t Wp = s->pdims[2], plane = s->pdims[1] * Wp;
+    const int64_t oh0 = tile * s->tile_rows;
+    const int64_t nr = g->out[1] - oh0 < s->tile_rows ? g->out[1] - oh0 : s->tile_rows;
+    const int64_t nq = nr * Wp, OW = g->out[2], out3 = milk_geom_out3(g);
+    const int64_t m0 = mblk * s->mb, mc = g->c_out - m0 < s->mb ? g->c_out - m0 : s->mb;
+    const int64_t K = g->k[1] * g->k[2];
+    float *c = milk_fast_scratch(j->f, worker);
+    const float *xp = (const float *)j->f->shared + oh0 * Wp;
+    for (int64_t kh = 0; kh < g->k[1]; kh++)
+        for (int64_t kw = 0; kw < g->k[2]; kw++) {
+            int64_t k = kh * g->k[2] + kw;
+            /* C [mc, nq] (+)= Wt_k[m0..] [mc, c_in] x Xp_k [c_in, nq] */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)mc, (int)nq,
+                        (int)g->c_in, 1.0f, s->wt + (k * g->c_out + m0) * g->c_in,
+                        (int)g->c_in, xp + kh * g->dil[1] * Wp + kw * g->dil[2],
+                        (int)plane, k ? 1.0f : 0.0f, c, (int)nq);
+        }
+    (void)K;
+    for (int64_t m = 0; m < mc; m++) {
+        float *y = j->y + (j->n * g->c_out + m0 + m) * out3 + oh0 * OW;
+        for (int64_t r = 0; r < nr; r++)
+            memcpy(y + r * OW, c + m * nq + r * Wp, (size_t)OW * sizeof *y);
+        j->f->v->epilogue(j->f->epi, y, nr * OW, j->bias ? j->bias + m0 + m : NULL, 0,
+                          j->f->st + worker * 3);
+    }
+}
+
 static milk_status conv_run(const milk_fast *f)
 {
     const conv_st *s = f->state;
@@ -170,14 +254,71 @@ static milk_status conv_run(const milk_fast *f)
     const float *bias = b ? milk_rt_f32(b) : NULL;
     float *y = milk_rt_f32(&ec->out[0]);
     const milk_conv_geom *g = &s->g;
-    if (s->mb == 0) {
+    if (s->kind == CONV_DIRECT) {
         direct_job j = {f, s, x, w, bias, y};
         milk_pool_run(f->pool, g->n * g->c_out, direct_task, &j);
+    } else if (s->kind == CONV_SHIFT) {
+        for (int64_t n = 0; n < g->n; n++) {
+            shift_job j = {f, s, x, bias, y, n};
+            milk_pool_run(f->pool, g->c_in, shift_pad_task, &j);
+            milk_pool_run(f->pool, s->n_tiles * s->n_mblocks, shift_task, &j);
+        }
     } else {
         gemm_job j = {f, s, x, w, bias, y};
         milk_pool_run(f->pool, g->n * g->groups * s->n_tiles * s->n_mblocks,
                       gemm_task, &j);
     }
+    return MILK_OK;
+}
+
+/* The shift kernel takes 1-D and 2-D stride-1 convolutions of groups 1
+ * whose weight is a constant (packed at plan time). */
+static bool shift_fits(milk_eval *ec, const milk_conv_geom *g)
+{
+    const milk_op *op = ec->op;
+    bool weight_const = false;
+    for (int i = 0; i < op->n_args; i++)
+        if (strcmp(op->args[i].param, "weight") == 0 && op->args[i].n == 1)
+            weight_const = op->args[i].b[0].value ||
+                           (op->args[i].b[0].var && milk_var_const(op->args[i].b[0].var));
+    return weight_const && g->groups == 1 && g->in[0] == 1 && g->k[0] == 1 &&
+           g->stride[0] == 1 && g->stride[1] == 1 && g->stride[2] == 1 &&
+           g->pad[0] == 0 && g->out[0] == 1;
+}
+
+static milk_status shift_prepare(milk_eval *ec, milk_arena *a, conv_st *s,
+                                 milk_kernel *k)
+{
+    const milk_conv_geom *g = &s->g;
+    const int64_t K = g->k[1] * g->k[2], cin = g->c_in, cout = g->c_out;
+    int64_t after[3];
+    padded_dims(g, s->pdims, after);
+    const int64_t Wp = s->pdims[2], plane = s->pdims[1] * Wp;
+    /* output rows per tile: the C tile and one tap's input panel within
+     * COL_TILE_BYTES */
+    int64_t wide = cin > cout ? cin : cout;
+    int64_t rows = COL_TILE_BYTES / (4 * wide * Wp);
+    s->tile_rows = rows < 1 ? 1 : rows > g->out[1] ? g->out[1] : rows;
+    s->n_tiles = (g->out[1] + s->tile_rows - 1) / s->tile_rows;
+    s->mb = s->n_tiles >= 4 || cout <= 64 ? cout : 64;
+    s->n_mblocks = (cout + s->mb - 1) / s->mb;
+    const int64_t sizes[] = {cout, cin, s->tile_rows * Wp, plane, K};
+    if (!milk_gemm_ok(sizes, 5)) return MILK_OK;
+    s->wt = milk_arena_alloc(a, (size_t)(K * cout * cin) * sizeof *s->wt);
+    if (!s->wt) return milk_errorf(ec->ctx, MILK_ERR_NOMEM, "out of memory");
+    const float *w = milk_rt_f32(milk_eval_in(ec, "weight"));
+    for (int64_t co = 0; co < cout; co++)
+        for (int64_t ci = 0; ci < cin; ci++)
+            for (int64_t t = 0; t < K; t++)
+                s->wt[(t * cout + co) * cin + ci] = w[(co * cin + ci) * K + t];
+    s->kind = CONV_SHIFT;
+    k->scratch = s->mb * s->tile_rows * Wp * 4;
+    /* the padded planes, and the last tile's reads past the end of the
+     * last one (up to the taps' reach, on the padded width) */
+    k->shared = (cin * plane + (g->k[2] - 1) * g->dil[2] + Wp + 64) * 4;
+    k->run = conv_run;
+    k->state = s;
+    k->epilogue = true;
     return MILK_OK;
 }
 
@@ -202,6 +343,9 @@ milk_status milk_fast_conv(milk_eval *ec, milk_arena *a, milk_kernel *k)
     s->pointwise = is_pointwise(g);
     bool direct = g->groups > 1 && (s->cig == 1 || s->rows <= 64) &&
                   g->k[0] * g->k[1] <= 64;
+    s->kind = direct ? CONV_DIRECT : CONV_GEMM;
+    if (!direct && !s->pointwise && shift_fits(ec, g))
+        return shift_prepare(ec, a, s, k);
     if (direct) {
         int64_t dims[3], after[3];
         padded_dims(g, dims, after);

@@ -8,7 +8,8 @@
  * op's prepare function, which either declines (leaving k->run NULL: the
  * planner then runs the op's eval_fast or reference kernel) or fills a
  * milk_kernel: the run function, its prepared state (in the plan's arena),
- * the scratch it needs per worker thread, and whether it takes a fused
+ * the scratch it needs per worker thread and shared by all, and whether
+ * it takes a fused
  * epilogue. At run time the kernel reads its tensors' data through the
  * same milk_eval (data pointers can change between runs: inputs are set
  * anew), never allocates, and splits its work over the pool by output
@@ -32,6 +33,7 @@ typedef struct milk_kernel {
     milk_status (*run)(const milk_fast *f);
     void *state;          /* prepared at plan time, in the plan's arena */
     int64_t scratch;      /* bytes of scratch per worker thread */
+    int64_t shared;       /* bytes of scratch shared by the threads */
     bool epilogue;        /* takes an epilogue (and records statistics) */
 } milk_kernel;
 
@@ -43,6 +45,7 @@ struct milk_fast {
     const milk_vec *v;
     char *scratch;        /* threads x scratch bytes; worker w's at w * stride */
     int64_t scratch_stride;
+    char *shared;         /* k.shared bytes */
     /* epilogue kernels: the fused stages and their statistics, 3 per
      * worker thread (st[worker * 3 + stage]) */
     const milk_epi *epi;

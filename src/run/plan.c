@@ -36,8 +36,8 @@ struct milk_plan {
     milk_tensor_type *in_types; /* the input types planned for */
     char *mem;              /* the arena of values */
     int64_t mem_bytes;
-    char *scratch;
-    int64_t scratch_stride;
+    char *scratch;          /* per worker, then the shared part */
+    int64_t scratch_stride, shared;
     int threads;
     milk_vstats *st;        /* threads x 3 */
     const milk_vec *v;
@@ -398,7 +398,7 @@ static milk_status plan_memory(milk_ctx *ctx, milk_plan *pl)
 
 int64_t milk_plan_arena_bytes(const milk_plan *pl)
 {
-    return pl ? pl->mem_bytes + pl->scratch_stride * pl->threads : 0;
+    return pl ? pl->mem_bytes + pl->scratch_stride * pl->threads + pl->shared : 0;
 }
 
 void milk_plan_free(milk_plan *pl)
@@ -462,10 +462,13 @@ milk_status milk_plan_make(milk_ctx *ctx, const milk_plan_io *io, milk_plan **ou
             st->outs[k].data = io->vals[v->id].data;
         }
         if (st->kind == STEP_FAST && st->k.scratch > scratch) scratch = st->k.scratch;
+        if (st->kind == STEP_FAST && st->k.shared > pl->shared) pl->shared = st->k.shared;
     }
-    if (s == MILK_OK && scratch > 0) {
+    if (s == MILK_OK && (scratch > 0 || pl->shared > 0)) {
         pl->scratch_stride = (scratch + ALIGN - 1) / ALIGN * ALIGN;
-        pl->scratch = aligned_alloc(ALIGN, (size_t)(pl->scratch_stride * pl->threads));
+        pl->shared = (pl->shared + ALIGN - 1) / ALIGN * ALIGN;
+        pl->scratch = aligned_alloc(ALIGN, (size_t)(pl->scratch_stride * pl->threads +
+                                                    pl->shared));
         if (!pl->scratch) s = nomem(ctx);
     }
     if (s != MILK_OK) {
@@ -542,7 +545,9 @@ static milk_status run_step(milk_ctx *ctx, milk_plan *pl, int i)
     case STEP_FAST: {
         st->ec.ctx = ctx;
         milk_fast f = {&st->ec, st->k.state, io->pool, pl->v, pl->scratch,
-                       pl->scratch_stride, &st->epi, pl->st};
+                       pl->scratch_stride,
+                       pl->scratch ? pl->scratch + pl->scratch_stride * pl->threads : NULL,
+                       &st->epi, pl->st};
         if (st->k.epilogue) memset(pl->st, 0, (size_t)pl->threads * 3 * sizeof *pl->st);
         MILK_TRY(st->k.run(&f));
         if (!st->k.epilogue) {
