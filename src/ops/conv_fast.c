@@ -175,9 +175,12 @@ static void gemm_task(void *arg, int64_t task, int worker)
                 (int)s->rows, 1.0f, wg, (int)s->rows, col, (int)ldc, 0.0f,
                 yg + q0, (int)out3);
     const float *b = j->bias ? j->bias + grp * s->cog + m0 : NULL;
-    for (int64_t m = 0; m < mc; m++)
-        j->f->v->epilogue(j->f->epi, yg + m * out3 + q0, nc, b ? b + m : NULL, 0,
-                          j->f->st + worker * 3);
+    if (out3 == 1) /* one position (squeeze-excite): the channels in a row */
+        j->f->v->epilogue(j->f->epi, yg, mc, b, 1, j->f->st + worker * 3);
+    else
+        for (int64_t m = 0; m < mc; m++)
+            j->f->v->epilogue(j->f->epi, yg + m * out3 + q0, nc, b ? b + m : NULL, 0,
+                              j->f->st + worker * 3);
 }
 
 /* ---- shift: stride-1 convolutions as one GEMM per kernel tap ----------------- */

@@ -12,7 +12,27 @@ typedef struct pool_st {
     milk_pool_geom g;
     int64_t planes, H, W, OH, OW, KH, KW, SH, SW, PH, PW;
     bool max, exclude;
+    bool simd;                 /* max_pool on a padded plane */
+    int64_t Hp, Wp, slack;     /* its dims, and floats read past its end */
 } pool_st;
+
+/* max_pool with SIMD rows: the plane is copied into a buffer padded with
+ * -inf (a window's clipped maximum is its maximum over the padded plane),
+ * then each output row is one max_row. */
+static void max_task(const milk_fast *f, const pool_st *s, const float *x, float *y,
+                     int worker)
+{
+    float *p = milk_fast_scratch(f, worker);
+    const int64_t Hp = s->Hp, Wp = s->Wp;
+    for (int64_t i = 0; i < Hp * Wp + s->slack; i++) p[i] = -INFINITY;
+    for (int64_t h = 0; h < s->H; h++)
+        memcpy(p + (h + s->PH) * Wp + s->PW, x + h * s->W, (size_t)s->W * sizeof *p);
+    const float *rows[64];
+    for (int64_t oh = 0; oh < s->OH; oh++) {
+        for (int64_t r = 0; r < s->KH; r++) rows[r] = p + (oh * s->SH + r) * Wp;
+        f->v->max_row(rows, (int)s->KH, (int)s->KW, s->SW, y + oh * s->OW, s->OW);
+    }
+}
 
 static void pool_task(void *arg, int64_t p, int worker)
 {
@@ -20,6 +40,10 @@ static void pool_task(void *arg, int64_t p, int worker)
     const pool_st *s = f->state;
     const float *x = milk_rt_f32(milk_eval_in(f->ec, "x")) + p * s->H * s->W;
     float *y = milk_rt_f32(&f->ec->out[0]) + p * s->OH * s->OW;
+    if (s->simd) {
+        max_task(f, s, x, y, worker);
+        return;
+    }
     for (int64_t oh = 0; oh < s->OH; oh++) {
         int64_t h0 = oh * s->SH - s->PH, h1 = h0 + s->KH;
         if (h0 < 0) h0 = 0;
@@ -83,6 +107,15 @@ milk_status milk_fast_pool(milk_eval *ec, milk_arena *a, milk_kernel *k)
     s->KW = g->k[e];
     s->SW = g->s[e];
     s->PW = g->before[e];
+    /* padded plane: every window inside it (the padding after as much
+     * as the last window reaches) */
+    s->Hp = (s->OH - 1) * s->SH + s->KH;
+    s->Wp = (s->OW - 1) * s->SW + s->KW;
+    if (s->Hp < s->PH + s->H) s->Hp = s->PH + s->H;
+    if (s->Wp < s->PW + s->W) s->Wp = s->PW + s->W;
+    s->slack = 16 * s->SW + 64;
+    s->simd = s->max && s->KH <= 64 && s->PH < s->KH && s->PW < s->KW;
+    if (s->simd) k->scratch = (s->Hp * s->Wp + s->slack) * 4;
     k->run = pool_run;
     k->state = s;
     return MILK_OK;

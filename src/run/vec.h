@@ -112,6 +112,11 @@ typedef struct milk_vec {
     /* y[i] = max(y[i], x[i]) (NaN sticking) and y[i] += x[i]. */
     void (*vmax)(float *y, const float *x, int64_t n);
     void (*vadd)(float *y, const float *x, int64_t n);
+    /* One output row of a max pool on an input padded with -inf, read as
+     * conv_row reads: y[ow] = max of rows[r][ow * stride + k] (NaN
+     * sticking). */
+    void (*max_row)(const float *const *rows, int kh, int kw, int64_t stride,
+                    float *y, int64_t n);
     /* fp16 -> fp32 (exact), h need not be aligned. */
     void (*widen16)(const uint16_t *h, float *y, int64_t n);
 } milk_vec;

@@ -337,18 +337,36 @@ static void conv_row(const float *const *rows, int kh, int kw, const float *w,
     }
 }
 
+/* y[ow] = max over kernel rows r and taps k of rows[r][ow * stride + k]
+ * (NaN sticking as the reference's max pool), reading as conv_row does. */
+static void max_row(const float *const *rows, int kh, int kw, int64_t stride,
+                    float *y, int64_t n)
+{
+    for (int64_t ow = 0; ow < n; ow += VW) {
+        vf acc = splat(-INFINITY);
+        for (int r = 0; r < kh; r++) {
+            const float *xr = rows[r] + ow * stride;
+            for (int k = 0; k < kw; k++) acc = bop(MILK_BOP_MAX, load_strided(xr + k, stride), acc);
+        }
+        if (ow + VW <= n) store(y + ow, acc);
+        else store_n(y + ow, acc, n - ow);
+    }
+}
+
 /* ---- reductions and rows ------------------------------------------------- */
 
 static double sum(const float *x, int64_t n)
 {
-    /* four double lanes per float vector half: exact enough for means of
-     * millions of values */
-    typedef double vd __attribute__((vector_size(VW * 8)));
-    vd acc = {0};
-    int64_t i = 0;
-    for (; i + VW <= n; i += VW) acc += __builtin_convertvector(load(x + i), vd);
+    /* blocks of 16 vectors summed in fp32, the blocks in double: exact
+     * enough for means of millions of values, at fp32 speed */
     double s = 0;
-    for (int k = 0; k < VW; k++) s += acc[k];
+    int64_t i = 0;
+    while (i + VW <= n) {
+        vf acc = {0};
+        int64_t end = i + 16 * VW < n ? i + 16 * VW : n;
+        for (; i + VW <= end; i += VW) acc += load(x + i);
+        for (int k = 0; k < VW; k++) s += acc[k];
+    }
     for (; i < n; i++) s += x[i];
     return s;
 }
@@ -467,5 +485,6 @@ const milk_vec VEC_TABLE = {
     .sqdev = sqdev,
     .vmax = vmax,
     .vadd = vadd,
+    .max_row = max_row,
     .widen16 = widen16,
 };
