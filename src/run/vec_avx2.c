@@ -16,6 +16,7 @@
 /* F16C rounds to nearest even with subnormals, as milk_fp32_to_fp16 does */
 #define ROUND16(v) ((vf)_mm256_cvtph_ps(_mm256_cvtps_ph((__m256)(v), _MM_FROUND_TO_NEAREST_INT)))
 #define VEC_HAVE_ROUND16 1
+#define RCP(v) ((vf)_mm256_rcp_ps((__m256)(v)))
 
 #include "vec_impl.h"
 #ifdef __clang__

@@ -8,4 +8,9 @@
 /* fp16 rounding lane by lane (vec_impl.h), with the portable conversion */
 #define ROUND16(v) round16_lanes(v)
 
+#if defined(__x86_64__) && defined(__SSE__)
+#include <xmmintrin.h>
+#define RCP(v) ((vf)_mm_rcp_ps((__m128)(v)))
+#endif
+
 #include "vec_impl.h"

@@ -116,7 +116,21 @@ INL vf vtanh(vf x)
     return sel(a < 0.625f, small, big);
 }
 
-INL vf vsigmoid(vf x) { return 1.0f / (1.0f + vexp(-x)); }
+/* 1 / d for d >= 1 (or +inf, or NaN): the CPU's reciprocal estimate
+ * refined by one Newton step (within 2 ulp), where a division would stall
+ * the epilogues for its whole latency. */
+INL vf recip_ge1(vf d)
+{
+#ifdef RCP
+    vf r = RCP(d);
+    r = FMA(r, FMA(-d, r, splat(1.0f)), r);
+    return sel(d == INFINITY, splat(0.0f), r);
+#else
+    return 1.0f / d;
+#endif
+}
+
+INL vf vsigmoid(vf x) { return recip_ge1(1.0f + vexp(-x)); }
 
 /* min(max(x, lo), hi) as the reference writes it: NaN passes through */
 INL vf vclip(vf x, float lo, float hi)
@@ -133,7 +147,7 @@ INL vf apply(const milk_fnp *f, vf x)
     case MILK_FN_SIGMOID: return vsigmoid(x);
     case MILK_FN_HARD_SIGMOID: return vclip(FMA(x, splat(f->a), splat(f->b)), 0.0f, 1.0f);
     case MILK_FN_TANH: return vtanh(x);
-    case MILK_FN_SILU: return x / (1.0f + vexp(-x));
+    case MILK_FN_SILU: return x * recip_ge1(1.0f + vexp(-x));
     case MILK_FN_GELU: return 0.5f * x * (1.0f + verf(x * 0.70710678118654752f));
     case MILK_FN_GELU_TANH: {
         vf u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
