@@ -289,6 +289,11 @@ milk_status milk_program_save(milk_ctx *ctx, const milk_program *p,
  * live, so that equal weights in different files print the same. Reads
  * every weight. */
 #define MILK_PRINT_HASH 2u
+/* Instead of the program: what its constants take by dtype (as stored,
+ * sub-byte types packed) and each compressed weight (a constexpr_* op
+ * output read by other ops): how it is compressed, its stored bytes
+ * against its expanded bytes and the ratio. */
+#define MILK_PRINT_SUMMARY 4u
 
 /* Print the program as Core ML model.mil text. */
 milk_status milk_program_print(milk_ctx *ctx, const milk_program *p,
@@ -820,6 +825,14 @@ typedef struct milk_verify_params {
      * model (ONNX output `y` against coremltools' `var_99`). */
     const char *const *pairs;
     int n_pairs;
+    /* The function to run (in both programs); NULL: the default one. */
+    const char *function;
+    /* Reference mode, stateful programs: above 1, the function runs
+     * `steps` times with one state object (every state zero at first);
+     * step k takes REF's NAME@k as input NAME (or NAME itself for every
+     * step) and is compared with REF's NAME@k values. Rows are keyed
+     * var@k; the first divergence is in the earliest step that has one. */
+    int steps;
     /* Threads of each run (milk_run_params.threads). */
     int threads;
 } milk_verify_params;
@@ -1010,10 +1023,12 @@ typedef struct milk_extract_params {
     const char *op;         /* one op; or NULL and from/to */
     const char *from, *to;
     milk_extract_variant variant;
+    const char *function;   /* the function to cut from; NULL: the default */
 } milk_extract_params;
 
-/* A new program (target and opset of p, function main) holding the
- * extracted ops; p is not changed and may be freed afterwards. Fails with
+/* A new program (target and opset of p, function main) holding the ops
+ * extracted from p's function params->function (NULL: its default
+ * function); a state the ops read stays a state input; p is not changed and may be freed afterwards. Fails with
  * MILK_ERR_NOT_FOUND for unknown ops, MILK_ERR_INVALID_ARG when from/to do
  * not delimit a subgraph or no op fits the variant, MILK_ERR_UNSUPPORTED
  * for ops with nested blocks or string-typed boundary vars. */
@@ -1031,6 +1046,97 @@ milk_status milk_extract_capture(milk_ctx *ctx, const milk_program *p,
                                  const char *ref_path,
                                  const milk_verify_params *params,
                                  const char *out_path);
+
+/* ------------------------------------------------------------------ */
+/* States and multifunction programs (iOS18)                           */
+/* ------------------------------------------------------------------ */
+
+/* States. A state is a tensor Core ML keeps from one prediction to the
+ * next (a transformer's KV cache): a function input of MIL type
+ * state<tensor<fp16, [...]>>, listed in the model description as a state
+ * feature. Only two ops take a state: read_state(input) copies it into a
+ * tensor, write_state(input, data) stores data into it (no outputs; it is
+ * never removed as dead code). coremltools' coreml_update_state(state,
+ * value) is write_state followed by read_state: milk_block_add_op accepts
+ * it under that name and adds both ops (the read_state named `name`, the
+ * write_state `name`_write_state), as coremltools exports it. Reads see
+ * the writes made earlier in the same function. Core ML's rules, checked
+ * when a program is loaded, checked or saved: states are fp16 with a
+ * static shape (rank >= 1), need deployment target iOS18 or later, and a
+ * function with states has no flexible-shape inputs. */
+
+/* Declare a state input of f (for main: a state of the model). */
+milk_status milk_function_add_state(milk_ctx *ctx, milk_function *f,
+                                    const char *name,
+                                    const milk_tensor_type *type,
+                                    milk_var **out);
+/* Non-zero if v is a state input. */
+int milk_var_is_state(const milk_var *v);
+
+/* The values of a program's states, kept across runs (Core ML's MLState):
+ * one tensor per distinct state name among the program's functions (a
+ * prefill and a decode function share their KV cache by name). A runner
+ * reads and writes the states of the state object it is given; each
+ * runner of a function with states starts with one of its own. */
+typedef struct milk_state milk_state;
+
+/* A state object for p (which must outlive it), every state zero, as Core
+ * ML's make_state() gives them. A state name declared by two functions
+ * with different types is MILK_ERR_INVALID_MODEL. */
+milk_status milk_state_create(milk_ctx *ctx, const milk_program *p,
+                              milk_state **out);
+void milk_state_free(milk_state *s);
+/* Every state to zero. */
+void milk_state_reset(milk_state *s);
+/* Every state to "unset": a run that reads a state before anything wrote
+ * it (milk_state_write, milk_state_load_npz, or a write_state of an
+ * earlier run or earlier in the same function) then fails with
+ * MILK_ERR_INVALID_ARG naming the state. */
+void milk_state_clear(milk_state *s);
+int milk_state_count(const milk_state *s);
+/* Name and type (fp16, static shape) of state i, NULL if out of range. */
+const char *milk_state_name(const milk_state *s, int i);
+const milk_tensor_type *milk_state_type(const milk_state *s, int i);
+/* The values of state `name` converted to `as` (FP32 or FP16) into dst
+ * (cap bytes). MILK_ERR_NOT_FOUND for an unknown name, INVALID_ARG for an
+ * unset state. */
+milk_status milk_state_read(milk_ctx *ctx, const milk_state *s,
+                            const char *name, milk_dtype as, void *dst,
+                            size_t cap);
+/* Set state `name` from data of `type` (FP32 or FP16, the state's shape);
+ * the values are rounded to fp16. The data is copied. */
+milk_status milk_state_write(milk_ctx *ctx, milk_state *s, const char *name,
+                             const milk_tensor_type *type, const void *data);
+/* Write every set state to an .npz keyed by state name (fp16). */
+milk_status milk_state_save_npz(milk_ctx *ctx, const milk_state *s,
+                                const char *path);
+/* Set the states held in the .npz at path (by state name, fp16 or fp32 of
+ * the state's shape); states it does not hold are left as they are. A
+ * tensor that is no state of the program is MILK_ERR_NOT_FOUND. */
+milk_status milk_state_load_npz(milk_ctx *ctx, milk_state *s,
+                                const char *path);
+
+/* Run r with the states of s (borrowed: s must outlive the runs; s must
+ * hold every state of r's function with its type); NULL goes back to the
+ * runner's own state object. Writes of a run change s. */
+milk_status milk_runner_set_state(milk_ctx *ctx, milk_runner *r,
+                                  milk_state *s);
+/* The state object r runs with (its own unless set), NULL when r's
+ * function has no states. */
+milk_state *milk_runner_state(const milk_runner *r);
+
+/* Multifunction programs. A program may hold several functions (a
+ * prefill and a decode function, or one per adapter) that share weights:
+ * Core ML lists them in the description (`functions`, spec 9, iOS18) with
+ * a default function, the one run when none is named. */
+
+/* Make function `name` the default (MILK_ERR_NOT_FOUND if absent). */
+milk_status milk_program_set_default_function(milk_ctx *ctx, milk_program *p,
+                                              const char *name);
+/* The default function's name: the one set (or read from a package),
+ * else "main" if there is one, else the first function. Runners,
+ * verification and extraction use it when no function is named. */
+const char *milk_program_default_function(const milk_program *p);
 
 #ifdef __cplusplus
 }

@@ -12,7 +12,7 @@
 static const char *extract_usage =
     "milk extract PKG (--op NAME | --from NAME --to NAME) -o SUB.mlpackage\n"
     "       [--variant zero-bias|lift-1d] [--inputs-from REF.npz [--input NAME=FILE.npy ...]]\n"
-    "       [--precision as-declared|fp32]";
+    "       [--precision as-declared|fp32] [--function NAME]";
 
 #define MAX_INPUTS 64
 
@@ -43,6 +43,8 @@ static int parse_valued(int argc, char **argv, int *i, extract_args *a)
         return (a->out = v) ? 1 : -1;
     if (cli_opt(argc, argv, i, "--inputs-from", &v)) return (a->ref = v) ? 1 : -1;
     if (cli_opt(argc, argv, i, "--variant", &v)) return parse_variant(v, &a->ep.variant);
+    if (cli_opt(argc, argv, i, "--function", &v))
+        return (a->ep.function = a->vp.function = v) ? 1 : -1;
     if (cli_opt(argc, argv, i, "--input", &v)) {
         if (!v || !strchr(v, '=') || a->vp.n_inputs == MAX_INPUTS) return -1;
         a->inputs[a->vp.n_inputs++] = v;

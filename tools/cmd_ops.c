@@ -16,6 +16,7 @@ static void print_params(const milk_op_info *info)
                p->flags & MILK_P_VARIADIC ? "..." : "",
                p->flags & MILK_P_REQ ? "" : "?");
         if (p->flags & MILK_P_CONST) printf(" (const)");
+        if (p->flags & MILK_P_STATE) printf(" (state)");
         if (p->min_opset) printf(" (%s+)", milk_target_name(p->min_opset));
         first = 0;
     }
@@ -40,7 +41,9 @@ int cmd_ops(milk_ctx *ctx, int argc, char **argv)
                "and a reference kernel in its file under `src/ops/`; fast kernels "
                "(OpenBLAS) are tested against the reference ones. Inputs: `?` optional, "
                "`...` variadic (a tuple), `(const)` must be a compile-time constant, "
-               "`(iosNN+)` exists from that opset on.\n\n%d ops.\n\n"
+               "`(state)` a state input of the function, "
+               "`(iosNN+)` exists from that opset on. coremltools' coreml_update_state "
+               "is write_state followed by read_state.\n\n%d ops.\n\n"
                "| op | since | inputs | kernels |\n|---|---|---|---|\n", MILK_OP_COUNT);
     for (int k = 0; k < MILK_OP_COUNT; k++) {
         const milk_op_info *info = milk_ops[k];

@@ -17,13 +17,14 @@
 #include <unistd.h>
 
 static const char *verify_usage =
-    "milk verify PKG --reference REF.npz [--input NAME=FILE.npy ...]\n"
+    "milk verify PKG --reference REF.npz [--input NAME=FILE.npy ...] [--steps N]\n"
     "       milk verify A.mlpackage B.mlpackage [--input NAME=FILE.npy ...] [--seed N]\n"
     "         [--pair A_NAME=B_NAME ...]\n"
     "       milk verify MODEL.onnx [--target ios15..ios18] [--precision fp16|fp32]\n"
     "         [--compute-units all|cpu_only|cpu_and_gpu|cpu_and_ne]\n"
     "         [--keep-fp32 NAME,...] [--suggest-fp32] [--input NAME=FILE.npy ...] [--seed N]\n"
     "       options: [--atol A] [--rtol R] [--precision as-declared|fp32] [--threads N] [--json]\n"
+    "         [--function NAME]\n"
     "         [--report FILE.html]";
 
 #define MAX_INPUTS 64
@@ -110,6 +111,13 @@ static int parse_valued(int argc, char **argv, int *i, verify_args *a)
     if (cli_opt(argc, argv, i, "--precision", &v)) return (a->precision = v) ? 1 : -1;
     if (cli_opt(argc, argv, i, "--threads", &v))
         return cli_threads(v, &p->threads) ? 1 : -1;
+    if (cli_opt(argc, argv, i, "--function", &v)) return (p->function = v) ? 1 : -1;
+    if (cli_opt(argc, argv, i, "--steps", &v)) {
+        char *end;
+        long n = v ? strtol(v, &end, 10) : 0;
+        p->steps = (int)n;
+        return v && !*end && n >= 1 && n <= 1000000 ? 1 : -1;
+    }
     if (cli_opt(argc, argv, i, "--target", &v))
         return v && (a->convert.target = milk_target_from_name(v)) ? 1 : -1;
     return parse_deploy(argc, argv, i, a);
@@ -188,6 +196,11 @@ static int parse_args(int argc, char **argv, verify_args *a)
                                        "two packages are compared with each other");
     if (a->n_pkgs == 1 && (a->params.flags & MILK_VERIFY_SET_SEED))
         return cli_usage(verify_usage, "verify: --seed is for comparing two packages");
+    if (a->params.steps > 1 && (!a->reference || a->onnx))
+        return cli_usage(verify_usage, "verify: --steps runs one package against "
+                         "--reference REF.npz (NAME@k per step)");
+    if (a->params.function && a->onnx)
+        return cli_usage(verify_usage, "verify: --function is for packages");
     return 0;
 }
 

@@ -55,7 +55,7 @@ int cli_threads(const char *v, int *n)
 
 int cmd_dump(milk_ctx *ctx, int argc, char **argv)
 {
-    const char *usage = "milk dump PKG [--values | --hash]";
+    const char *usage = "milk dump PKG [--values | --hash | --summary]";
     unsigned flags = 0;
     const char *path = NULL;
     for (int i = 0; i < argc; i++) {
@@ -63,6 +63,8 @@ int cmd_dump(milk_ctx *ctx, int argc, char **argv)
             flags |= MILK_PRINT_VALUES;
         else if (strcmp(argv[i], "--hash") == 0)
             flags |= MILK_PRINT_HASH;
+        else if (strcmp(argv[i], "--summary") == 0)
+            flags |= MILK_PRINT_SUMMARY;
         else if (argv[i][0] != '-' && !path)
             path = argv[i];
         else
@@ -82,8 +84,9 @@ static const struct {
     int (*fn)(milk_ctx *ctx, int argc, char **argv);
     const char *help;
 } cmds[] = {
-    {"dump", cmd_dump, "dump PKG [--values | --hash]\n"
-                       "      print the program as model.mil text"},
+    {"dump", cmd_dump, "dump PKG [--values | --hash | --summary]\n"
+                       "      print the program as model.mil text (--summary: bytes by "
+                       "dtype, compressed weights)"},
     {"diff", cmd_diff, "diff A.mlpackage B.mlpackage [-U N]\n"
                        "      compare two programs as model.mil text (constants by content)"},
     {"ops", cmd_ops, "ops [--markdown]\n"

@@ -260,6 +260,7 @@ static milk_status check_function(milk_ctx *ctx, const milk_function *f)
         st = define(ctx, &s, f->inputs[i], f->block);
     if (st == MILK_OK) st = check_block(ctx, &s, f->block);
     coreml_scope_free(&s);
+    if (st == MILK_OK) return milk_function_check_states(ctx, f);
     if (st != MILK_OK) milk_error_prefix(ctx, "function '%s'", f->name);
     return st;
 }

@@ -146,6 +146,10 @@ milk_status coreml_attr_read(coreml_reader *r, const char *key,
                              const pb_value *v, milk_attrs *out);
 /* The model description: features and metadata into r->p. */
 milk_status coreml_desc_read(coreml_reader *r, const pb_description *d);
+/* After the program is read: every described function exists (and, for a
+ * multifunction description, every function is described), and each
+ * function's described states are its state inputs, shapes included. */
+milk_status coreml_desc_check(coreml_reader *r, const pb_description *d);
 
 /* Read model.mlmodel at `file` (messages name it as given) into *out.
  * root, weights_dir: as in coreml_reader. */

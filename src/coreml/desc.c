@@ -232,9 +232,6 @@ static milk_status unsupported_parts(coreml_reader *r, const pb_description *d)
 {
     const char *part = d->predictedfeaturename[0]          ? "predictedFeatureName"
                        : d->predictedprobabilitiesname[0]  ? "predictedProbabilitiesName"
-                       : d->n_state                        ? "state"
-                       : d->n_functions                    ? "functions"
-                       : d->defaultfunctionname[0]         ? "defaultFunctionName"
                        : d->n_traininginput                ? "trainingInput"
                                                            : NULL;
     if (part)
@@ -243,16 +240,206 @@ static milk_status unsupported_parts(coreml_reader *r, const pb_description *d)
     return MILK_OK;
 }
 
+/* ---- states and functions (issue 12) ------------------------------------ */
+
+typedef CoreML__Specification__FunctionDescription pb_fn_desc;
+#define SFT(x) CORE_ML__SPECIFICATION__STATE_FEATURE_TYPE__TYPE_##x
+
+/* A state feature: stateType { arrayType { shape, FLOAT16 } }, as Core ML's
+ * InterfaceValidators want it: a shape, no flexibility, no default, not
+ * optional. */
+static milk_status state_feature_read(coreml_reader *r, const char *kind,
+                                      size_t i, const pb_feature *pf,
+                                      milk_feature *f)
+{
+    char what[320];
+    snprintf(what, sizeof what, "description: %s[%zu] '%.200s'", kind, i,
+             pf->name);
+    const CoreML__Specification__StateFeatureType *st =
+        pf->type && pf->type->type_case == FT(STATE_TYPE) ? pf->type->statetype : NULL;
+    if (!pf->name[0] || !st || st->type_case != SFT(ARRAY_TYPE) || !st->arraytype)
+        return milk_errorf(r->ctx, MILK_ERR_INVALID_MODEL,
+                           "%s: a state feature needs a name and a stateType "
+                           "holding an arrayType",
+                           what);
+    if (!(f->name = milk_arena_strdup(r->p->arena, pf->name))) return nomem(r->ctx);
+    MILK_TRY(array_read(r, what, st->arraytype, f));
+    const char *bad = pf->type->isoptional ? "a state cannot be optional"
+                      : f->n_ranges || f->n_enum ? "a state cannot have a flexible shape"
+                      : f->rank == 0 ? "a state needs a shape"
+                      : f->array_dtype != ADT(FLOAT16) ? "Core ML states are FLOAT16"
+                                                       : NULL;
+    if (bad) return milk_errorf(r->ctx, MILK_ERR_INVALID_MODEL, "%s: %s", what, bad);
+    return MILK_OK;
+}
+
+static milk_status states_read(coreml_reader *r, const char *kind,
+                               pb_feature *const *pf, size_t n,
+                               milk_feature **out, int *n_out)
+{
+    if (n > 65536)
+        return milk_errorf(r->ctx, MILK_ERR_INVALID_MODEL,
+                           "description: %zu %s features", n, kind);
+    *out = milk_arena_alloc(r->p->arena, (n + 1) * sizeof **out);
+    if (!*out) return nomem(r->ctx);
+    *n_out = (int)n;
+    for (size_t i = 0; i < n; i++)
+        MILK_TRY(state_feature_read(r, kind, i, pf[i], &(*out)[i]));
+    return MILK_OK;
+}
+
+static milk_status function_desc_read(coreml_reader *r, size_t i,
+                                      const pb_fn_desc *fd, milk_fn_features *ff)
+{
+    milk_program *p = r->p;
+    char kind[300];
+    if (!fd->name[0])
+        return milk_errorf(r->ctx, MILK_ERR_INVALID_MODEL,
+                           "description: functions[%zu] has no name", i);
+    for (int j = 0; j < p->n_fn_features; j++)
+        if (strcmp(p->fn_features[j].function, fd->name) == 0)
+            return milk_errorf(r->ctx, MILK_ERR_INVALID_MODEL,
+                               "description: function '%s' is described twice",
+                               fd->name);
+    if (fd->predictedfeaturename[0] || fd->predictedprobabilitiesname[0])
+        return milk_errorf(r->ctx, MILK_ERR_UNSUPPORTED,
+                           "description: function '%s': classifier outputs "
+                           "are not supported",
+                           fd->name);
+    if (!(ff->function = milk_arena_strdup(p->arena, fd->name))) return nomem(r->ctx);
+    snprintf(kind, sizeof kind, "function '%.200s': input", fd->name);
+    MILK_TRY(features_read(r, kind, fd->input, fd->n_input, &ff->in, &ff->n_in));
+    snprintf(kind, sizeof kind, "function '%.200s': output", fd->name);
+    MILK_TRY(features_read(r, kind, fd->output, fd->n_output, &ff->out, &ff->n_out));
+    snprintf(kind, sizeof kind, "function '%.200s': state", fd->name);
+    return states_read(r, kind, fd->state, fd->n_state, &ff->state, &ff->n_state);
+}
+
+/* A multifunction description (spec 9): one FunctionDescription per
+ * function, none at the top level (Core ML's InterfaceValidators), and a
+ * default function among them. */
+static milk_status functions_read(coreml_reader *r, const pb_description *d)
+{
+    milk_program *p = r->p;
+    if (p->target < MILK_TARGET_IOS18)
+        return milk_errorf(r->ctx, MILK_ERR_INVALID_MODEL,
+                           "description: functions need specificationVersion "
+                           "9 (iOS18) or later, the model has %d",
+                           (int)p->target);
+    if (d->n_input || d->n_output || d->n_state)
+        return milk_errorf(r->ctx, MILK_ERR_INVALID_MODEL,
+                           "description: a multifunction model lists its "
+                           "inputs, outputs and states per function, not at "
+                           "the top level");
+    if (d->n_functions == 0 || d->n_functions > 65536)
+        return milk_errorf(r->ctx, MILK_ERR_INVALID_MODEL,
+                           "description: defaultFunctionName '%s' with %zu "
+                           "functions",
+                           d->defaultfunctionname, d->n_functions);
+    p->fn_features = milk_arena_alloc(p->arena, d->n_functions * sizeof *p->fn_features);
+    if (!p->fn_features) return nomem(r->ctx);
+    bool found = false;
+    for (size_t i = 0; i < d->n_functions; i++) {
+        MILK_TRY(function_desc_read(r, i, d->functions[i], &p->fn_features[i]));
+        p->n_fn_features++;
+        found |= strcmp(d->functions[i]->name, d->defaultfunctionname) == 0;
+    }
+    if (!found)
+        return milk_errorf(r->ctx, MILK_ERR_INVALID_MODEL,
+                           "description: defaultFunctionName '%s' is not one "
+                           "of its functions",
+                           d->defaultfunctionname);
+    p->default_function = milk_arena_strdup(p->arena, d->defaultfunctionname);
+    return p->default_function ? MILK_OK : nomem(r->ctx);
+}
+
+/* The described states of f must be its state inputs, with their shapes,
+ * and every state input of f must be described. */
+static milk_status states_match(coreml_reader *r, const milk_function *f,
+                                const milk_feature *st, int n)
+{
+    for (int i = 0; i < n; i++) {
+        const milk_var *v = milk_function_var(f, st[i].name);
+        if (!v || !v->is_state)
+            return milk_errorf(r->ctx, MILK_ERR_INVALID_MODEL,
+                               "description: state '%s': function '%s' has "
+                               "no state input '%s'%s",
+                               st[i].name, f->name, st[i].name,
+                               v && !v->producer ? " (it is a tensor input)" : "");
+        bool same = st[i].rank == v->type.rank;
+        for (int k = 0; same && k < st[i].rank; k++)
+            same = st[i].shape[k] == v->type.dims[k];
+        if (!same) {
+            milk_tensor_type t = {MILK_DTYPE_FP16, st[i].rank, {0}};
+            memcpy(t.dims, st[i].shape, (size_t)st[i].rank * sizeof *t.dims);
+            char a[160], b[160];
+            return milk_errorf(r->ctx, MILK_ERR_INVALID_MODEL,
+                               "description: state '%s' is %s, function '%s' "
+                               "declares it %s",
+                               st[i].name, coreml_type_str(&t, a, sizeof a),
+                               f->name, coreml_type_str(&v->type, b, sizeof b));
+        }
+    }
+    for (int i = 0; i < f->n_inputs; i++) {
+        const milk_var *v = f->inputs[i];
+        bool described = false;
+        for (int k = 0; v->is_state && k < n; k++)
+            described |= strcmp(st[k].name, v->name) == 0;
+        if (v->is_state && !described)
+            return milk_errorf(r->ctx, MILK_ERR_INVALID_MODEL,
+                               "function '%s': state input '%s' is not among "
+                               "the description's states",
+                               f->name, v->name);
+    }
+    return MILK_OK;
+}
+
+milk_status coreml_desc_check(coreml_reader *r, const pb_description *d)
+{
+    const milk_program *p = r->p;
+    if (!d) return MILK_OK;
+    for (int i = 0; i < p->n_fn_features; i++) {
+        const milk_fn_features *ff = &p->fn_features[i];
+        const milk_function *f = milk_program_function(p, ff->function);
+        if (!f)
+            return milk_errorf(r->ctx, MILK_ERR_INVALID_MODEL,
+                               "description: function '%s' is not in the "
+                               "program",
+                               ff->function);
+        MILK_TRY(states_match(r, f, ff->state, ff->n_state));
+    }
+    for (int i = 0; p->n_fn_features && i < p->n_functions; i++) {
+        bool described = false;
+        for (int k = 0; k < p->n_fn_features; k++)
+            described |= strcmp(p->fn_features[k].function, p->functions[i]->name) == 0;
+        if (!described)
+            return milk_errorf(r->ctx, MILK_ERR_INVALID_MODEL,
+                               "function '%s' is not in the description's "
+                               "functions",
+                               p->functions[i]->name);
+    }
+    const milk_function *m = milk_program_function(p, "main");
+    if (!p->n_fn_features && m)
+        return states_match(r, m, p->state_features, p->n_state_features);
+    return MILK_OK;
+}
+
 milk_status coreml_desc_read(coreml_reader *r, const pb_description *d)
 {
     if (!d) return MILK_OK;
     MILK_TRY(unsupported_parts(r, d));
     milk_program *p = r->p;
-    MILK_TRY(features_read(r, "input", d->input, d->n_input, &p->in_features,
-                           &p->n_in_features));
-    MILK_TRY(features_read(r, "output", d->output, d->n_output,
-                           &p->out_features, &p->n_out_features));
-    p->has_features = true;
+    if (d->n_functions || d->defaultfunctionname[0]) {
+        MILK_TRY(functions_read(r, d));
+    } else {
+        MILK_TRY(features_read(r, "input", d->input, d->n_input, &p->in_features,
+                               &p->n_in_features));
+        MILK_TRY(features_read(r, "output", d->output, d->n_output,
+                               &p->out_features, &p->n_out_features));
+        MILK_TRY(states_read(r, "state", d->state, d->n_state,
+                             &p->state_features, &p->n_state_features));
+        p->has_features = true;
+    }
     return d->metadata ? metadata_read(r, d->metadata) : MILK_OK;
 }
 
@@ -396,19 +583,32 @@ static milk_status feature_derive(coreml_writer *w, const milk_var *v,
     return MILK_OK;
 }
 
-/* Were the recorded features read for this very signature (same names in
- * the same order)? If a pass changed main's inputs or outputs, the
- * description is derived afresh. */
-static bool recorded_fits(const milk_program *p, const milk_function *m)
+/* The inputs of f that are not states (model inputs proper). *out is
+ * arena memory of w. */
+static milk_status plain_inputs(coreml_writer *w, const milk_function *f,
+                                milk_var ***out, int *n)
 {
-    const milk_block *b = m->block;
-    if (!p->has_features || p->n_in_features != m->n_inputs ||
-        p->n_out_features != b->n_outputs)
-        return false;
-    for (int i = 0; i < m->n_inputs; i++)
-        if (strcmp(p->in_features[i].name, m->inputs[i]->name) != 0) return false;
+    *n = 0;
+    if (!(*out = milk_arena_alloc(w->a, (size_t)(f->n_inputs + 1) * sizeof **out)))
+        return milk_errorf(w->ctx, MILK_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < f->n_inputs; i++)
+        if (!f->inputs[i]->is_state) (*out)[(*n)++] = f->inputs[i];
+    return MILK_OK;
+}
+
+/* Were the recorded features read for this very signature (same names in
+ * the same order)? If a pass changed the function's inputs or outputs,
+ * the description is derived afresh. */
+static bool recorded_fits(const milk_feature *in, int n_in,
+                          const milk_feature *out, int n_out,
+                          milk_var *const *inputs, int n_inputs,
+                          const milk_block *b)
+{
+    if (n_in != n_inputs || n_out != b->n_outputs) return false;
+    for (int i = 0; i < n_inputs; i++)
+        if (strcmp(in[i].name, inputs[i]->name) != 0) return false;
     for (int i = 0; i < b->n_outputs; i++)
-        if (strcmp(p->out_features[i].name, b->outputs[i]->name) != 0) return false;
+        if (strcmp(out[i].name, b->outputs[i]->name) != 0) return false;
     return true;
 }
 
@@ -424,6 +624,110 @@ static milk_status features_write(coreml_writer *w, const milk_feature *rec,
         if (!((*out)[i] = feature_write(w, rec ? &rec[i] : &tmp)))
             return MILK_ERR_NOMEM;
     }
+    return MILK_OK;
+}
+
+/* One stateType feature per state input of f: arrayType, FLOAT16, the
+ * static shape (coremltools' backend/mil/load.py). */
+static milk_status states_write(coreml_writer *w, const milk_function *f,
+                                pb_feature ***out, size_t *n_out)
+{
+    *n_out = 0;
+    *out = milk_arena_alloc(w->a, (size_t)(f->n_inputs + 1) * sizeof **out);
+    if (!*out) return milk_errorf(w->ctx, MILK_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < f->n_inputs; i++) {
+        const milk_var *v = f->inputs[i];
+        if (!v->is_state) continue;
+        pb_feature *pf = NEW(pb_feature, CORE_ML__SPECIFICATION__FEATURE_DESCRIPTION__INIT);
+        pb_feature_type *ft = NEW(pb_feature_type, CORE_ML__SPECIFICATION__FEATURE_TYPE__INIT);
+        CoreML__Specification__StateFeatureType *st =
+            NEW(CoreML__Specification__StateFeatureType,
+                CORE_ML__SPECIFICATION__STATE_FEATURE_TYPE__INIT);
+        pb_array_type *at = NEW(pb_array_type, CORE_ML__SPECIFICATION__ARRAY_FEATURE_TYPE__INIT);
+        if (!pf || !ft || !st || !at || !(at->shape = i64_dup(w, v->type.dims, v->type.rank)))
+            return milk_errorf(w->ctx, MILK_ERR_NOMEM, "out of memory");
+        at->n_shape = (size_t)v->type.rank;
+        at->datatype = (CoreML__Specification__ArrayFeatureType__ArrayDataType)
+                           array_dtype_of(v->type.dtype);
+        st->type_case = CORE_ML__SPECIFICATION__STATE_FEATURE_TYPE__TYPE_ARRAY_TYPE;
+        st->arraytype = at;
+        ft->type_case = FT(STATE_TYPE);
+        ft->statetype = st;
+        pf->name = (char *)v->name;
+        pf->type = ft;
+        (*out)[(*n_out)++] = pf;
+    }
+    return MILK_OK;
+}
+
+/* The inputs, outputs and states of function f into the given fields:
+ * recorded features where they still fit, derived ones otherwise. */
+static milk_status function_features_write(coreml_writer *w,
+                                           const milk_function *f,
+                                           pb_feature ***in, size_t *n_in,
+                                           pb_feature ***out, size_t *n_out,
+                                           pb_feature ***st, size_t *n_st)
+{
+    const milk_feature *rin = NULL, *rout = NULL;
+    int nrin = 0, nrout = 0, n;
+    milk_var **inputs;
+    MILK_TRY(plain_inputs(w, f, &inputs, &n));
+    bool rec = milk_program_fn_features(w->p, f, &rin, &nrin, &rout, &nrout) &&
+               recorded_fits(rin, nrin, rout, nrout, inputs, n, f->block);
+    MILK_TRY(features_write(w, rec ? rin : NULL, inputs, n, true, in));
+    *n_in = (size_t)n;
+    MILK_TRY(features_write(w, rec ? rout : NULL, f->block->outputs,
+                            f->block->n_outputs, false, out));
+    *n_out = (size_t)f->block->n_outputs;
+    return states_write(w, f, st, n_st);
+}
+
+/* Core ML describes a program of several functions, or of one that is
+ * not main, function by function (spec 9). */
+static bool multifunction(const milk_program *p)
+{
+    return p->n_functions != 1 || p->n_fn_features ||
+           strcmp(p->functions[0]->name, "main") != 0 ||
+           (p->default_function && strcmp(p->default_function, "main") != 0);
+}
+
+static milk_status functions_write(coreml_writer *w, pb_description *d)
+{
+    const milk_program *p = w->p;
+    if (p->target < MILK_TARGET_IOS18)
+        return milk_errorf(w->ctx, MILK_ERR_INVALID_ARG,
+                           "a program of %d functions (or one not called "
+                           "'main') needs deployment target iOS18 or later, "
+                           "it targets %s",
+                           p->n_functions, milk_target_name(p->target));
+    pb_fn_desc **fds = milk_arena_alloc(w->a, (size_t)p->n_functions * sizeof *fds);
+    const milk_function **order = milk_arena_alloc(w->a, (size_t)p->n_functions * sizeof *order);
+    if (!fds || !order) return milk_errorf(w->ctx, MILK_ERR_NOMEM, "out of memory");
+    /* in the order of the description read, then the others */
+    int n = 0;
+    for (int i = 0; i < p->n_fn_features; i++) {
+        const milk_function *f = milk_program_function(p, p->fn_features[i].function);
+        if (f) order[n++] = f;
+    }
+    for (int i = 0; i < p->n_functions; i++) {
+        bool listed = false;
+        for (int k = 0; k < n; k++) listed |= order[k] == p->functions[i];
+        if (!listed) order[n++] = p->functions[i];
+    }
+    for (int i = 0; i < p->n_functions; i++) {
+        const milk_function *f = order[i];
+        pb_fn_desc *fd = NEW(pb_fn_desc, CORE_ML__SPECIFICATION__FUNCTION_DESCRIPTION__INIT);
+        if (!fd) return milk_errorf(w->ctx, MILK_ERR_NOMEM, "out of memory");
+        fd->name = (char *)f->name;
+        milk_status s = function_features_write(w, f, &fd->input, &fd->n_input,
+                                                &fd->output, &fd->n_output,
+                                                &fd->state, &fd->n_state);
+        if (s != MILK_OK) return coreml_prefix(w->ctx, s, "function '%s'", f->name);
+        fds[i] = fd;
+    }
+    d->functions = fds;
+    d->n_functions = (size_t)p->n_functions;
+    d->defaultfunctionname = (char *)milk_program_default_function(p);
     return MILK_OK;
 }
 
@@ -454,18 +758,17 @@ milk_status coreml_desc_write(coreml_writer *w, pb_description **out)
 {
     const milk_program *p = w->p;
     const milk_function *m = milk_program_function(p, "main");
-    if (!m)
+    if (!m && p->n_functions <= 1)
         return milk_errorf(w->ctx, MILK_ERR_INVALID_ARG,
                            "the program has no function 'main'");
     pb_description *d = NEW(pb_description, CORE_ML__SPECIFICATION__MODEL_DESCRIPTION__INIT);
     if (!d) return milk_errorf(w->ctx, MILK_ERR_NOMEM, "out of memory");
-    bool rec = recorded_fits(p, m);
-    MILK_TRY(features_write(w, rec ? p->in_features : NULL, m->inputs,
-                            m->n_inputs, true, &d->input));
-    d->n_input = (size_t)m->n_inputs;
-    MILK_TRY(features_write(w, rec ? p->out_features : NULL, m->block->outputs,
-                            m->block->n_outputs, false, &d->output));
-    d->n_output = (size_t)m->block->n_outputs;
+    if (multifunction(p))
+        MILK_TRY(functions_write(w, d));
+    else
+        MILK_TRY(function_features_write(w, m, &d->input, &d->n_input,
+                                         &d->output, &d->n_output, &d->state,
+                                         &d->n_state));
     bool any_meta = p->short_description || p->version_string || p->author ||
                     p->license || p->n_user;
     if (any_meta && !(d->metadata = metadata_write(w))) return MILK_ERR_NOMEM;

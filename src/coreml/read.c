@@ -159,6 +159,16 @@ static milk_status op_attrs(coreml_reader *r, const pb_op *po, milk_op *op)
             if (s != MILK_OK) return coreml_prefix(r->ctx, s, "attribute 'val'");
             continue;
         }
+        /* constexpr ops of opsets before iOS18 carry their inputs as
+         * attributes (docs/coreml-format.md 3.4): bind them as inputs, the
+         * writer turns them back into attributes */
+        if (milk_op_is_constexpr(op) && milk_op_param_info(op->kind, key)) {
+            milk_value *v;
+            milk_status s = coreml_value_read(r, po->attributes[i]->value, &v);
+            if (s == MILK_OK) s = milk_op_bind(r->ctx, r->p->arena, op, key, NULL, v);
+            if (s != MILK_OK) return coreml_prefix(r->ctx, s, "attribute '%s'", key);
+            continue;
+        }
         MILK_TRY(coreml_attr_read(r, key, po->attributes[i]->value, &op->attrs));
     }
     return MILK_OK;
@@ -400,11 +410,18 @@ static milk_status function_body(coreml_reader *r, const pb_function *pf,
         snprintf(what, sizeof what, "input '%.200s'", pf->inputs[i]->name);
         milk_tensor_type t;
         milk_var *v;
-        MILK_TRY(coreml_type_read(r, pf->inputs[i]->type, what, &t));
-        MILK_TRY(milk_function_add_input(r->ctx, f, pf->inputs[i]->name, &t, &v));
+        const pb_value_type *vt = pf->inputs[i]->type;
+        bool state = vt && vt->type_case == CORE_ML__SPECIFICATION__MILSPEC__VALUE_TYPE__TYPE_STATE_TYPE;
+        if (state && !(vt->statetype && vt->statetype->wrappedtype))
+            return milk_errorf(r->ctx, MILK_ERR_INVALID_MODEL,
+                               "%s: a stateType wraps no type", what);
+        MILK_TRY(coreml_type_read(r, state ? vt->statetype->wrappedtype : vt, what, &t));
+        MILK_TRY((state ? milk_function_add_state : milk_function_add_input)(
+            r->ctx, f, pf->inputs[i]->name, &t, &v));
         MILK_TRY(coreml_scope_define(r->ctx, r->scope, v, f->block));
     }
-    return block_read(r, pb, f->block);
+    MILK_TRY(block_read(r, pb, f->block));
+    return milk_function_check_states(r->ctx, f);
 }
 
 static milk_status function_read(coreml_reader *r, const char *name,
@@ -503,7 +520,8 @@ static milk_status model_read(coreml_reader *r, const pb_model *m)
                            "isUpdatable: updatable models are not supported");
     MILK_TRY(milk_program_create(r->ctx, (milk_target)sv, &r->p));
     MILK_TRY(coreml_desc_read(r, m->description));
-    return program_read(r, m->mlprogram);
+    MILK_TRY(program_read(r, m->mlprogram));
+    return coreml_desc_check(r, m->description);
 }
 
 milk_status coreml_model_read(milk_ctx *ctx, const char *file,

@@ -50,6 +50,17 @@ static pb_named_type *named_type(coreml_writer *w, const milk_var *v)
     if (!nt) return NULL;
     nt->name = (char *)v->name;
     nt->type = coreml_tensor_type_write(w, &v->type);
+    if (nt->type && v->is_state) { /* state<tensor<...>> */
+        pb_value_type *st = NEW(pb_value_type, CORE_ML__SPECIFICATION__MILSPEC__VALUE_TYPE__INIT);
+        CoreML__Specification__MILSpec__StateType *wrap =
+            NEW(CoreML__Specification__MILSpec__StateType,
+                CORE_ML__SPECIFICATION__MILSPEC__STATE_TYPE__INIT);
+        if (!st || !wrap) return NULL;
+        wrap->wrappedtype = nt->type;
+        st->type_case = CORE_ML__SPECIFICATION__MILSPEC__VALUE_TYPE__TYPE_STATE_TYPE;
+        st->statetype = wrap;
+        nt->type = st;
+    }
     return nt->type ? nt : NULL;
 }
 
@@ -70,8 +81,20 @@ static milk_status named_types(coreml_writer *w, milk_var *const *vars,
 static milk_status block_write(coreml_writer *w, const milk_block *b,
                                pb_block **out);
 
-static pb_argument *argument_write(coreml_writer *w, const milk_arg *a)
+/* constexpr ops of opsets before iOS18 carry their inputs as attributes
+ * (docs/coreml-format.md 3.4). */
+static bool inputs_as_attributes(const milk_op *op)
 {
+    return milk_op_is_constexpr(op) && op->block &&
+           op->block->fn->opset < MILK_TARGET_IOS18;
+}
+
+/* Inline values go to weight.bin when large only for constexpr ops, as
+ * coremltools writes them (other ops' inline values are small). */
+static pb_argument *argument_write(coreml_writer *w, const milk_op *op,
+                                   const milk_arg *a)
+{
+    bool blob_ok = milk_op_is_constexpr(op);
     pb_argument *arg = NEW(pb_argument, CORE_ML__SPECIFICATION__MILSPEC__ARGUMENT__INIT);
     pb_binding **bs = ARRAY(pb_binding *, a->n);
     if (!arg || !bs) return nomem(w), NULL;
@@ -83,7 +106,7 @@ static pb_argument *argument_write(coreml_writer *w, const milk_arg *a)
             bs[j]->name = (char *)a->b[j].var->name;
         } else {
             bs[j]->binding_case = BIND(VALUE);
-            if (!(bs[j]->value = coreml_value_write(w, a->b[j].value, false)))
+            if (!(bs[j]->value = coreml_value_write(w, a->b[j].value, blob_ok)))
                 return NULL;
         }
     }
@@ -92,17 +115,34 @@ static pb_argument *argument_write(coreml_writer *w, const milk_arg *a)
     return arg;
 }
 
+/* op's arguments in the order of its signature (then any others): the
+ * order in which coremltools writes the blobs of inline values, so that a
+ * package read and written again keeps its weight.bin. */
+static const milk_arg **args_in_order(coreml_writer *w, const milk_op *op)
+{
+    const milk_arg **out = ARRAY(const milk_arg *, op->n_args);
+    if (!out) return NULL;
+    int n = 0;
+    for (const milk_param *p = milk_ops[op->kind]->params; p && p->name; p++)
+        if (milk_op_arg(op, p->name)) out[n++] = milk_op_arg(op, p->name);
+    for (int i = 0; i < op->n_args; i++)
+        if (!milk_op_param_info(op->kind, op->args[i].param)) out[n++] = &op->args[i];
+    return out;
+}
+
 static milk_status op_inputs_write(coreml_writer *w, const milk_op *op,
                                    pb_op *po)
 {
+    if (inputs_as_attributes(op)) return MILK_OK;
     pb_input_entry **e = ARRAY(pb_input_entry *, op->n_args);
-    if (!e) return nomem(w);
+    const milk_arg **args = args_in_order(w, op);
+    if (!e || !args) return nomem(w);
     for (int i = 0; i < op->n_args; i++) {
         if (!(e[i] = NEW(pb_input_entry, CORE_ML__SPECIFICATION__MILSPEC__OPERATION__INPUTS_ENTRY__INIT)))
             return nomem(w);
-        e[i]->key = (char *)op->args[i].param;
-        if (!(e[i]->value = argument_write(w, &op->args[i])))
-            return coreml_prefix(w->ctx, MILK_OK, "input '%s'", op->args[i].param);
+        e[i]->key = (char *)args[i]->param;
+        if (!(e[i]->value = argument_write(w, op, args[i])))
+            return coreml_prefix(w->ctx, MILK_OK, "input '%s'", args[i]->param);
     }
     po->n_inputs = (size_t)op->n_args;
     po->inputs = e;
@@ -118,16 +158,41 @@ static pb_value *string_value(coreml_writer *w, const char *s)
     return coreml_value_write(w, v, false);
 }
 
-/* `name`, `val` (const: the only place a blob can come from), then the
- * attributes kept from reading. */
+/* The inputs of a constexpr op as attributes (inputs_as_attributes): each
+ * a constant, inline or a const's value. */
+static milk_status input_attrs_write(coreml_writer *w, const milk_op *op,
+                                     pb_op_attr **e)
+{
+    const milk_arg **args = args_in_order(w, op);
+    if (!args) return nomem(w);
+    for (int i = 0; i < op->n_args; i++) {
+        const milk_arg *a = args[i];
+        const milk_value *v = a->n == 1 ? milk_op_const(op, a->param) : NULL;
+        if (!v)
+            return milk_errorf(w->ctx, MILK_ERR_INVALID_ARG,
+                               "input '%s': before iOS18 the inputs of a "
+                               "constexpr op are constants",
+                               a->param);
+        if (!(e[i] = NEW(pb_op_attr, CORE_ML__SPECIFICATION__MILSPEC__OPERATION__ATTRIBUTES_ENTRY__INIT)))
+            return nomem(w);
+        e[i]->key = (char *)a->param;
+        if (!(e[i]->value = coreml_value_write(w, v, true)))
+            return coreml_prefix(w->ctx, MILK_OK, "attribute '%s'", a->param);
+    }
+    return MILK_OK;
+}
+
+/* `name`, `val` (const: the only place a blob can come from), the inputs
+ * of an old constexpr op, then the attributes kept from reading. */
 static milk_status op_attrs_write(coreml_writer *w, const milk_op *op,
                                   pb_op *po)
 {
     size_t n0 = op->kind == MILK_OP_const_ ? 2 : 1, n;
+    size_t n_in = inputs_as_attributes(op) ? (size_t)op->n_args : 0;
     pb_op_attr **kept;
     ATTR_ENTRIES(pb_op_attr, CORE_ML__SPECIFICATION__MILSPEC__OPERATION__ATTRIBUTES_ENTRY__INIT,
                  &op->attrs, kept, n);
-    pb_op_attr **e = ARRAY(pb_op_attr *, n0 + n);
+    pb_op_attr **e = ARRAY(pb_op_attr *, n0 + n_in + n);
     if (!e) return nomem(w);
     for (size_t i = 0; i < n0; i++) {
         if (!(e[i] = NEW(pb_op_attr, CORE_ML__SPECIFICATION__MILSPEC__OPERATION__ATTRIBUTES_ENTRY__INIT)))
@@ -138,8 +203,9 @@ static milk_status op_attrs_write(coreml_writer *w, const milk_op *op,
         e[i]->value = i == 0 ? string_value(w, op->name) : coreml_value_write(w, op->val, true);
         if (!e[i]->value) return coreml_prefix(w->ctx, MILK_OK, "attribute '%s'", e[i]->key);
     }
-    milk_copy(e + n0, kept, n * sizeof *e);
-    po->n_attributes = n0 + n;
+    if (n_in) MILK_TRY(input_attrs_write(w, op, e + n0));
+    milk_copy(e + n0 + n_in, kept, n * sizeof *e);
+    po->n_attributes = n0 + n_in + n;
     po->attributes = e;
     return MILK_OK;
 }

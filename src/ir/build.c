@@ -188,6 +188,9 @@ milk_status milk_block_insert_op(milk_ctx *ctx, milk_block *b, int at,
                                  const milk_input *inputs, int n_inputs,
                                  milk_op **out)
 {
+    if (strcmp(type, "coreml_update_state") == 0) /* two ops: state.c */
+        return milk_block_insert_update_state(ctx, b, at, name, inputs,
+                                              n_inputs, out);
     int kind = milk_op_kind_from_name(type);
     if (kind < 0)
         return milk_errorf(ctx, MILK_ERR_UNSUPPORTED, "op '%s': unknown op type '%s'",

@@ -104,6 +104,7 @@ static void mark_slot(milk_var **slot, void *user)
 
 static bool op_is_dead(const milk_op *op, const bool *used)
 {
+    if (op->n_outputs == 0) return false; /* write_state: an effect */
     for (int k = 0; k < op->n_outputs; k++)
         if (used[op->outputs[k]->id]) return false;
     return true;

@@ -79,6 +79,9 @@ struct milk_var {
     int index;          /* which output of producer */
     int id;             /* dense number within its function (0..n_vars-1) */
     milk_function *fn;
+    bool is_state;      /* a state input of its function (MIL StateType
+                           wrapping `type`): only read_state and write_state
+                           may take it (src/ir/state.c) */
 };
 
 /* One binding of an argument: a var, or an inline value. */
@@ -183,7 +186,54 @@ struct milk_program {
     bool has_features;        /* inputs/outputs below were read from a file */
     int n_in_features, n_out_features;
     milk_feature *in_features, *out_features;
+    /* Multifunction packages (src/ir/state.c): the description of each
+     * function as read (ModelDescription.functions; the top-level lists
+     * above are then empty), and the default function (NULL: "main"). */
+    int n_fn_features;
+    struct milk_fn_features *fn_features;
+    const char *default_function;
+    /* The state features of the single-function description, as read (for
+     * the checks against main's state inputs; written derived). */
+    int n_state_features;
+    milk_feature *state_features;
 };
+
+/* The recorded description of one function of a multifunction package:
+ * its input and output features, as read, written back unchanged while
+ * they still fit the function. State features are kept for the checks
+ * against the function's state inputs and are always written derived from
+ * them (they have no options: fp16, the static shape). */
+typedef struct milk_fn_features {
+    const char *function;
+    int n_in, n_out, n_state;
+    milk_feature *in, *out, *state;
+} milk_fn_features;
+
+/* ---- states and functions (src/ir/state.c) ------------------------------ */
+
+/* The features recorded for function f (multifunction description, or
+ * the top-level one for the single function "main"): false if none. */
+bool milk_program_fn_features(const milk_program *p, const milk_function *f,
+                              const milk_feature **in, int *n_in,
+                              const milk_feature **out, int *n_out);
+/* coremltools' coreml_update_state(state, value) at index `at` of b: a
+ * write_state named name_write_state, then a read_state named name whose
+ * output is the updated value; *out (may be NULL) is the read_state. */
+milk_status milk_block_insert_update_state(milk_ctx *ctx, milk_block *b,
+                                           int at, const char *name,
+                                           const milk_input *inputs,
+                                           int n_inputs, milk_op **out);
+/* MILK_ERR_NOT_FOUND: "no function 'name'", listing p's functions and
+ * the default one. */
+milk_status milk_function_not_found(milk_ctx *ctx, const milk_program *p,
+                                    const char *name);
+/* Number of state inputs of f. */
+int milk_function_state_count(const milk_function *f);
+/* Core ML's rules on states for function f: fp16, static shapes, iOS18
+ * (specificationVersion 9) or later, no flexible (unknown-dim) inputs
+ * beside states; state vars only bound to read_state / write_state's
+ * `input`. Errors name the function and the state. */
+milk_status milk_function_check_states(milk_ctx *ctx, const milk_function *f);
 
 /* ---- construction helpers (src/ir/program.c) ---------------------------- */
 

@@ -51,6 +51,27 @@ static milk_target op_opset(const milk_op *op)
     return op->block ? op->block->fn->opset : MILK_TARGET_IOS18;
 }
 
+/* States go to MILK_P_STATE params only, and those take states only
+ * (src/ir/state.c). */
+static milk_status check_state_binding(milk_ctx *ctx, const milk_op *op,
+                                       const milk_param *p,
+                                       const milk_binding *b)
+{
+    bool state = b->var && b->var->is_state;
+    if (state && !(p->flags & MILK_P_STATE))
+        return milk_op_fail(ctx, op, p->name,
+                            "'%s' is a state: only read_state and "
+                            "write_state take states",
+                            b->var->name);
+    if (!state && (p->flags & MILK_P_STATE))
+        return milk_op_fail(ctx, op, p->name,
+                            "expected a state (a state input of the "
+                            "function), got %s%s%s",
+                            b->var ? "'" : "an inline value",
+                            b->var ? b->var->name : "", b->var ? "'" : "");
+    return MILK_OK;
+}
+
 /* Every bound argument is a known param of the right opset and
  * const-ness; every required param is bound. */
 static milk_status check_signature(milk_ctx *ctx, const milk_op *op,
@@ -74,13 +95,17 @@ static milk_status check_signature(milk_ctx *ctx, const milk_op *op,
             return milk_op_fail(ctx, op, a->param,
                                 "takes one binding, got %d", a->n);
         for (int j = 0; j < a->n; j++) {
-            if ((p->flags & MILK_P_CONST) && !milk_op_const_at(op, a->param, j))
+            const milk_var *bv = a->b[j].var;
+            bool expanded = bv && bv->producer && milk_op_is_constexpr(bv->producer);
+            if ((p->flags & MILK_P_CONST) && !milk_op_const_at(op, a->param, j) &&
+                !expanded)
                 return milk_op_fail(ctx, op, a->param,
                                     "must be a compile-time constant");
             const milk_value *v = a->b[j].value;
             if (v && v->kind != MILK_VALUE_TENSOR)
                 return milk_op_fail(ctx, op, a->param,
                                     "inline value must be a tensor");
+            MILK_TRY(check_state_binding(ctx, op, p, &a->b[j]));
         }
     }
     for (const milk_param *p = info->params; p && p->name; p++) {
@@ -102,7 +127,8 @@ milk_status milk_op_infer(milk_ctx *ctx, const milk_op *op, milk_infer *ic)
     if (!info->infer)
         return milk_op_fail(ctx, op, NULL, "type inference not implemented");
     milk_status s = info->infer(ic);
-    if (s == MILK_OK && ic->n_out < 1)
+    /* write_state is the one op without outputs (it changes a state) */
+    if (s == MILK_OK && ic->n_out < 1 && op->kind != MILK_OP_write_state)
         s = milk_op_fail(ctx, op, NULL, "inferred no outputs");
     for (int i = 0; s == MILK_OK && i < ic->n_out; i++)
         if (milk_tensor_type_check(ctx, &ic->out[i]) != MILK_OK)

@@ -19,6 +19,8 @@ enum {
     MILK_P_REQ = 1u << 0,      /* must be bound */
     MILK_P_CONST = 1u << 1,    /* must be a compile-time constant */
     MILK_P_VARIADIC = 1u << 2, /* a tuple: one binding per element (>= 1) */
+    MILK_P_STATE = 1u << 3,    /* a state input of the function (read_state,
+                                  write_state); no other param takes one */
 };
 
 typedef struct milk_param {
@@ -64,6 +66,11 @@ enum milk_op_kind {
 #undef MILK_OP
 
 extern const milk_op_info *const milk_ops[MILK_OP_COUNT];
+
+/* True for the constexpr_* ops (weight decompression, constexpr.c): Core
+ * ML expands them when it loads the model, so their outputs are
+ * compile-time constants like a const's. */
+bool milk_op_is_constexpr(const milk_op *op);
 
 /* The kind for a MIL op name, or -1. */
 int milk_op_kind_from_name(const char *name);

@@ -96,16 +96,19 @@ static milk_status slice_bounds(milk_infer *ic, const char *param,
     return MILK_OK;
 }
 
-static milk_status slice_infer(milk_infer *ic)
+/* The type slice_by_index gives x: rank and dims into *rank and dims
+ * (slice_update checks its update against it). */
+static milk_status slice_shape(milk_infer *ic, const milk_tensor_type **xo,
+                               int *rank, int64_t *dims)
 {
     static const char *const bes[] = {"begin", "end", "stride", NULL};
     uint64_t idt = ic->opset >= MILK_TARGET_IOS17 ? MILK_DT_INT8_16_32
                                                    : MILK_DT_INT32;
     const milk_tensor_type *x;
     int64_t b[MILK_MAX_RANK], e[MILK_MAX_RANK], s[MILK_MAX_RANK];
-    int64_t dims[MILK_MAX_RANK];
     bool bk, ek, bm[MILK_MAX_RANK], em[MILK_MAX_RANK], sq[MILK_MAX_RANK];
     MILK_TRY(milk_infer_tensor(ic, "x", milk_dt_layout(ic->opset), 1, -1, &x));
+    *xo = x;
     MILK_TRY(milk_infer_domain(ic, bes, idt));
     MILK_TRY(slice_bounds(ic, "begin", idt, x->rank, b, &bk));
     MILK_TRY(slice_bounds(ic, "end", idt, x->rank, e, &ek));
@@ -122,6 +125,16 @@ static milk_status slice_infer(milk_infer *ic)
                        bk ? b[i] : 0, ek ? e[i] : 0, s[i]};
         MILK_TRY(slice_size(ic, i, d, &dims[r++]));
     }
+    *rank = r;
+    return MILK_OK;
+}
+
+static milk_status slice_infer(milk_infer *ic)
+{
+    const milk_tensor_type *x;
+    int64_t dims[MILK_MAX_RANK];
+    int r;
+    MILK_TRY(slice_shape(ic, &x, &r, dims));
     return milk_infer_one(ic, x->dtype, r, dims);
 }
 
@@ -183,9 +196,11 @@ static void range_walk(int64_t d, int64_t b, int64_t e, int64_t s, bool bm,
     *w = (slice_walk){from, s, len > 0 ? (len + as - 1) / as : 0};
 }
 
-/* The walk of every dim of x (squeezed dims walk one element). */
+/* The walk of every dim of x (squeezed dims walk one element); the
+ * unsqueezed dims must visit as many elements as `want` (the output's
+ * dims; slice_update's update's) says. */
 static milk_status slice_walks(milk_eval *ec, const milk_rt *x,
-                               slice_walk *w)
+                               const int64_t *want_dims, slice_walk *w)
 {
     int r = x->type.rank, nb, ne, ns, k = 0;
     int64_t b[MILK_MAX_RANK], e[MILK_MAX_RANK], s[MILK_MAX_RANK];
@@ -208,7 +223,7 @@ static milk_status slice_walks(milk_eval *ec, const milk_rt *x,
             MILK_TRY(squeeze_walk(ec, i, d, b[i], bm[i], &w[i]));
             continue;
         }
-        int64_t want = ec->out[0].type.dims[k++];
+        int64_t want = want_dims[k++];
         range_walk(d, b[i], e[i], s[i], bm[i], em[i], &w[i]);
         /* type inference gives any slice of a size-1 dim size 1 */
         if (w[i].count != want && d == 1 && want == 1)
@@ -232,7 +247,7 @@ static milk_status slice_eval(milk_eval *ec)
     slice_walk w[MILK_MAX_RANK];
     int64_t xs[MILK_MAX_RANK], counts[MILK_MAX_RANK];
     int64_t idx[MILK_MAX_RANK] = {0};
-    MILK_TRY(slice_walks(ec, x, w));
+    MILK_TRY(slice_walks(ec, x, o->type.dims, w));
     milk_strides(&x->type, xs);
     for (int d = 0; d < r; d++) counts[d] = w[d].count;
     /* out: [counts of the unsqueezed dims], row-major */
@@ -388,4 +403,88 @@ const milk_op_info milk_op_slice_by_size = {
     .min_opset = MILK_TARGET_IOS15,
     .infer = slice_by_size_infer,
     .eval = slice_by_size_eval,
+};
+
+/* ---- slice_update (iOS18) --------------------------------------------- */
+
+static milk_status slice_update_infer(milk_infer *ic)
+{
+    static const char *const xu[] = {"x", "update", NULL};
+    const milk_tensor_type *x, *u;
+    int64_t dims[MILK_MAX_RANK];
+    int r;
+    MILK_TRY(slice_shape(ic, &x, &r, dims));
+    MILK_TRY(milk_infer_tensor(ic, "update", milk_dt_layout(ic->opset), 0, -1, &u));
+    MILK_TRY(milk_infer_domain(ic, xu, milk_dt_layout(ic->opset)));
+    if (u->rank == 0)
+        return milk_op_fail(ic->ctx, ic->op, "update",
+                            "a rank-0 update is not supported (as in "
+                            "coremltools)");
+    bool same = u->rank == r;
+    for (int i = 0; same && i < r; i++)
+        same = !MILK_DIM_KNOWN(dims[i]) || !MILK_DIM_KNOWN(u->dims[i]) ||
+               dims[i] == u->dims[i];
+    if (!same) {
+        milk_tensor_type want = {x->dtype, r, {0}};
+        memcpy(want.dims, dims, (size_t)r * sizeof *dims);
+        char a[160], b[160];
+        return milk_op_fail(ic->ctx, ic->op, "update",
+                            "is %s, the slice of x is %s",
+                            milk_type_str(u, a, sizeof a),
+                            milk_type_str(&want, b, sizeof b));
+    }
+    return milk_infer_one(ic, x->dtype, x->rank, x->dims);
+}
+
+/* out = x, then out[slice] = update, walking the slice as slice_by_index
+ * does and update in row-major order. */
+static milk_status slice_update_eval(milk_eval *ec)
+{
+    const milk_rt *x = milk_eval_in(ec, "x"), *u = milk_eval_in(ec, "update");
+    milk_rt *o = &ec->out[0];
+    int r = x->type.rank;
+    slice_walk w[MILK_MAX_RANK];
+    int64_t xs[MILK_MAX_RANK], counts[MILK_MAX_RANK], idx[MILK_MAX_RANK] = {0};
+    if (o->count) memcpy(o->data, x->data, (size_t)o->count * milk_layout_esz(o));
+    MILK_TRY(slice_walks(ec, x, u->type.dims, w));
+    milk_strides(&x->type, xs);
+    for (int d = 0; d < r; d++) counts[d] = w[d].count;
+    for (int64_t i = 0; i < u->count; i++) {
+        int64_t dst = 0;
+        for (int d = 0; d < r; d++)
+            dst += (w[d].start + idx[d] * w[d].step) * xs[d];
+        milk_layout_copy(o, dst, u, i);
+        milk_layout_next(r, counts, idx);
+    }
+    return MILK_OK;
+}
+
+/* slice_update: x with the slice x[begin:end:stride] replaced by update
+ * (coremltools ops/defs/iOS18/tensor_transformation.py).
+ *   x             R    rank >= 1: fp16, fp32, int8, int16, int32, uint8,
+ *                      uint16, bool
+ *   update        R    x's dtype, the shape slice_by_index would give
+ *                      (rank >= 1)
+ *   begin, end    R    int8/int16/int32 [rank], may be run-time values
+ *   stride, begin_mask, end_mask, squeeze_mask  O C  as slice_by_index
+ * Output: x's type. Writing a KV cache at a run-time position is
+ * read_state, slice_update, write_state. */
+static const milk_param slice_update_params[] = {
+    {"x", MILK_P_REQ, 0},
+    {"update", MILK_P_REQ, 0},
+    {"begin", MILK_P_REQ, 0},
+    {"end", MILK_P_REQ, 0},
+    {"stride", MILK_P_CONST, 0},
+    {"begin_mask", MILK_P_CONST, 0},
+    {"end_mask", MILK_P_CONST, 0},
+    {"squeeze_mask", MILK_P_CONST, 0},
+    {0},
+};
+
+const milk_op_info milk_op_slice_update = {
+    .name = "slice_update",
+    .params = slice_update_params,
+    .min_opset = MILK_TARGET_IOS18,
+    .infer = slice_update_infer,
+    .eval = slice_update_eval,
 };

@@ -14,6 +14,15 @@ static bool bad_name(const char *s)
 
 /* ---- names --------------------------------------------------------------------------- */
 
+/* The i-th input of f that is not a state (states are described apart),
+ * or NULL. */
+static milk_var *plain_input(const milk_function *f, int i)
+{
+    for (int k = 0; k < f->n_inputs; k++)
+        if (!f->inputs[k]->is_state && i-- == 0) return f->inputs[k];
+    return NULL;
+}
+
 /* The main function's description entries that disagree with its
  * signature (the writer would then drop the recorded description). */
 static void match_description(milk_rule_run *rr)
@@ -21,10 +30,10 @@ static void match_description(milk_rule_run *rr)
     const milk_program *p = rr->p;
     const milk_function *f = rr->fn;
     if (!p->has_features || strcmp(f->name, "main") != 0) return;
-    for (int i = 0; i < p->n_in_features && i < f->n_inputs; i++)
-        if (strcmp(p->in_features[i].name, f->inputs[i]->name) != 0)
+    for (int i = 0; i < p->n_in_features && plain_input(f, i); i++)
+        if (strcmp(p->in_features[i].name, plain_input(f, i)->name) != 0)
             milk_rule_matched(rr, NULL, "description input %d is '%s', main's is '%s'",
-                          i, p->in_features[i].name, f->inputs[i]->name);
+                          i, p->in_features[i].name, plain_input(f, i)->name);
     for (int i = 0; i < p->n_out_features && i < f->block->n_outputs; i++)
         if (strcmp(p->out_features[i].name, f->block->outputs[i]->name) != 0)
             milk_rule_matched(rr, NULL, "description output %d is '%s', main's is '%s'",
@@ -107,9 +116,9 @@ static void align_description(milk_rule_run *rr, int *count)
     milk_program *p = rr->p;
     milk_function *f = rr->fn;
     if (!p->has_features || strcmp(f->name, "main") != 0) return;
-    for (int i = 0; i < p->n_in_features && i < f->n_inputs; i++)
-        if (strcmp(p->in_features[i].name, f->inputs[i]->name) != 0) {
-            p->in_features[i].name = f->inputs[i]->name;
+    for (int i = 0; i < p->n_in_features && plain_input(f, i); i++)
+        if (strcmp(p->in_features[i].name, plain_input(f, i)->name) != 0) {
+            p->in_features[i].name = plain_input(f, i)->name;
             (*count)++;
         }
     for (int i = 0; i < p->n_out_features && i < f->block->n_outputs; i++)

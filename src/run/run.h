@@ -76,6 +76,22 @@ milk_status milk_eval_f32(const milk_eval *ec, const char *param, float dflt,
 milk_status milk_op_fold(milk_ctx *ctx, const milk_op *op, milk_arena *arena,
                          milk_value **vals);
 
+/* ---- states (state.c) ---------------------------------------------------- */
+
+/* The values of a program's states (the public milk_state): one fp32
+ * storage tensor per distinct state name among its functions, and
+ * whether it holds a value (milk_state_clear unsets them). */
+struct milk_state {
+    const milk_program *p;
+    int n;
+    const char **names;     /* the program's arena */
+    milk_rt *vals;          /* type: fp16, the static shape */
+    bool *set;
+};
+
+/* Slot of the state called name in s, or -1. */
+int milk_state_slot(const milk_state *s, const char *name);
+
 /* ---- run-time specialization (specialize.c) ---------------------------- */
 
 /* The concrete types of op's outputs in one run of a program with flexible

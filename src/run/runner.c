@@ -42,6 +42,9 @@ struct milk_runner {
     milk_plan *plan;
     milk_pool *pool;
     milk_maps *maps; /* mapped weight files */
+    /* States (state.c): the runner's own state object, and the one runs
+     * use (its own, or one given with milk_runner_set_state). */
+    milk_state *own_state, *state;
 };
 
 static milk_status nomem(milk_ctx *ctx)
@@ -99,10 +102,12 @@ static milk_status alloc_tables(milk_ctx *ctx, milk_runner *r)
 }
 
 /* Resolve each binding of op i to a runtime tensor slot; materialize
- * inline values. Records last uses. */
+ * inline values (those of constexpr ops only while they are expanded, see
+ * expand_constexpr). Records last uses. */
 static milk_status bind_op(milk_ctx *ctx, milk_runner *r, int i)
 {
     const milk_op *op = r->blk->ops[i];
+    bool later = milk_op_is_constexpr(op);
     const milk_rt ***in = calloc((size_t)op->n_args + 1, sizeof *in);
     if (!in) return nomem(ctx);
     r->in[i] = in;
@@ -117,7 +122,7 @@ static milk_status bind_op(milk_ctx *ctx, milk_runner *r, int i)
                 continue;
             }
             milk_rt *t = &r->inlines[r->n_inlines++];
-            if (milk_rt_store(b->value->type.dtype) != MILK_DTYPE_INVALID)
+            if (!later && milk_rt_store(b->value->type.dtype) != MILK_DTYPE_INVALID)
                 MILK_TRY(milk_rt_from_value(ctx, t, b->value));
             in[a][j] = t;
         }
@@ -125,12 +130,57 @@ static milk_status bind_op(milk_ctx *ctx, milk_runner *r, int i)
     return MILK_OK;
 }
 
-/* Consts are materialized once, when the runner is made. String consts
- * (pad_type, mode...) are read by kernels from the IR and get no storage. */
+static milk_status compute_op(milk_ctx *ctx, milk_runner *r, int i);
+
+/* The inline values bound to op i, materialized (or released again). */
+static milk_status op_inlines(milk_ctx *ctx, milk_runner *r, int i, bool load)
+{
+    const milk_op *op = r->blk->ops[i];
+    for (int a = 0; a < op->n_args; a++)
+        for (int j = 0; j < op->args[a].n; j++) {
+            const milk_value *v = op->args[a].b[j].value;
+            milk_rt *t = (milk_rt *)r->in[i][a][j]; /* a slot of r->inlines */
+            if (!v || milk_rt_store(v->type.dtype) == MILK_DTYPE_INVALID) continue;
+            if (!load) milk_rt_release(t);
+            else MILK_TRY(milk_rt_from_value(ctx, t, v));
+        }
+    return MILK_OK;
+}
+
+/* A constexpr op (compressed weights) is expanded once, when the runner is
+ * made, as Core ML does when it loads a model: its outputs stay like a
+ * const's. Its compressed inputs are freed as soon as no later op needs
+ * them, so memory holds one compressed tensor at a time besides the
+ * expanded weights. */
+static milk_status expand_constexpr(milk_ctx *ctx, milk_runner *r, int i)
+{
+    const milk_op *op = r->blk->ops[i];
+    milk_status s = op_inlines(ctx, r, i, true);
+    if (s == MILK_OK) s = compute_op(ctx, r, i);
+    op_inlines(ctx, r, i, false);
+    if (s != MILK_OK) return s;
+    for (int k = 0; k < op->n_outputs; k++) r->pinned[op->outputs[k]->id] = true;
+    for (int a = 0; a < op->n_args; a++)
+        for (int j = 0; j < op->args[a].n; j++) {
+            milk_var *v = op->args[a].b[j].var;
+            if (!v || r->last_use[v->id] != i || r->keep[v->id]) continue;
+            milk_rt_release(&r->vals[v->id]);
+            r->have[v->id] = false;
+        }
+    return MILK_OK;
+}
+
+/* Consts are materialized once, when the runner is made, and constexpr ops
+ * expanded. String consts (pad_type, mode...) are read by kernels from the
+ * IR and get no storage. */
 static milk_status load_consts(milk_ctx *ctx, milk_runner *r)
 {
     for (int i = 0; i < r->blk->n_ops; i++) {
         const milk_op *op = r->blk->ops[i];
+        if (milk_op_is_constexpr(op)) {
+            MILK_TRY(expand_constexpr(ctx, r, i));
+            continue;
+        }
         if (op->kind != MILK_OP_const_) continue;
         milk_var *v = op->outputs[0];
         r->pinned[v->id] = true;
@@ -204,10 +254,10 @@ milk_status milk_runner_create(milk_ctx *ctx, const milk_program *p,
     *out = NULL;
     milk_run_params def = {0};
     if (!params) params = &def;
-    const char *fname = params->function ? params->function : "main";
+    const char *fname = params->function ? params->function
+                                         : milk_program_default_function(p);
     const milk_function *fn = milk_program_function(p, fname);
-    if (!fn)
-        return milk_errorf(ctx, MILK_ERR_NOT_FOUND, "no function '%s'", fname);
+    if (!fn) return milk_function_not_found(ctx, p, fname);
     MILK_TRY(check_runnable(ctx, fn->block));
     milk_runner *r = calloc(1, sizeof *r);
     if (!r) return nomem(ctx);
@@ -217,11 +267,17 @@ milk_status milk_runner_create(milk_ctx *ctx, const milk_program *p,
     r->params = *params;
     milk_status s = alloc_tables(ctx, r);
     for (int i = 0; s == MILK_OK && i < r->blk->n_ops; i++) s = bind_op(ctx, r, i);
-    if (s == MILK_OK) s = load_consts(ctx, r);
+    if (s == MILK_OK) {
+        for (int i = 0; i < fn->n_inputs; i++) r->pinned[fn->inputs[i]->id] = true;
+        for (int i = 0; i < r->blk->n_outputs; i++) r->keep[r->blk->outputs[i]->id] = true;
+        for (int i = 0; params->keep_all && i < fn->n_vars; i++) r->keep[i] = true;
+        s = load_consts(ctx, r);
+    }
     if (s == MILK_OK) find_open(r);
-    for (int i = 0; i < fn->n_inputs; i++) r->pinned[fn->inputs[i]->id] = true;
-    for (int i = 0; i < r->blk->n_outputs; i++) r->keep[r->blk->outputs[i]->id] = true;
-    for (int i = 0; params->keep_all && i < fn->n_vars; i++) r->keep[i] = true;
+    if (s == MILK_OK && milk_function_state_count(fn)) {
+        s = milk_state_create(ctx, p, &r->own_state);
+        r->state = r->own_state;
+    }
     if (s == MILK_OK && !params->reference) s = plan_at_load(ctx, r);
     if (s != MILK_OK) {
         milk_runner_free(r);
@@ -253,6 +309,7 @@ void milk_runner_free(milk_runner *r)
     free(r->stats);
     free(r->open);
     milk_arena_free(r->scratch);
+    milk_state_free(r->own_state);
     milk_maps_free(r->maps);
     free(r);
 }
@@ -266,7 +323,9 @@ static void signature(const milk_function *fn, char *buf, size_t n)
     for (int i = 0; i < fn->n_inputs && k < n; i++) {
         char t[160];
         milk_type_str(&fn->inputs[i]->type, t, sizeof t);
-        k += (size_t)snprintf(buf + k, n - k, "%s%s %s", i ? ", " : "", t,
+        k += (size_t)snprintf(buf + k, n - k, "%s%s%s%s %s", i ? ", " : "",
+                              fn->inputs[i]->is_state ? "state<" : "", t,
+                              fn->inputs[i]->is_state ? ">" : "",
                               fn->inputs[i]->name);
     }
     if (k < n) snprintf(buf + k, n - k, ")");
@@ -301,12 +360,13 @@ static bool shape_fits(const milk_tensor_type *given,
 static const milk_feature *input_feature(const milk_runner *r,
                                          const char *name)
 {
-    const milk_program *p = r->p;
-    if (!p->has_features || strcmp(r->fn->name, "main") != 0) return NULL;
-    for (int i = 0; i < p->n_in_features; i++)
-        if (p->in_features[i].kind == MILK_FEATURE_ARRAY &&
-            strcmp(p->in_features[i].name, name) == 0)
-            return &p->in_features[i];
+    const milk_feature *in, *out;
+    int n_in, n_out;
+    if (!milk_program_fn_features(r->p, r->fn, &in, &n_in, &out, &n_out))
+        return NULL;
+    for (int i = 0; i < n_in; i++)
+        if (in[i].kind == MILK_FEATURE_ARRAY && strcmp(in[i].name, name) == 0)
+            return &in[i];
     return NULL;
 }
 
@@ -394,6 +454,12 @@ milk_status milk_runner_set_input(milk_ctx *ctx, milk_runner *r,
     if (!v || v->producer)
         return milk_errorf(ctx, MILK_ERR_INVALID_ARG,
                            "no input called '%s'; the function is %s", name, sig);
+    if (v->is_state)
+        return milk_errorf(ctx, MILK_ERR_INVALID_ARG,
+                           "'%s' is a state, not an input: its value comes "
+                           "from the runner's state object (milk_state_write, "
+                           "milk run --state-in); the function is %s",
+                           name, sig);
     char got[160], want[160];
     milk_type_str(type, got, sizeof got);
     milk_type_str(&v->type, want, sizeof want);
@@ -502,13 +568,27 @@ static milk_status run_types(milk_ctx *ctx, milk_runner *r, int i,
     return MILK_OK;
 }
 
+/* Op i of a run: consts and constexpr ops were done when the runner was
+ * made (their statistics stay). */
 static milk_status run_op(milk_ctx *ctx, milk_runner *r, int i)
+{
+    const milk_op *op = r->blk->ops[i];
+    if (milk_op_is_constexpr(op)) return MILK_OK;
+    if (op->kind == MILK_OP_const_) {
+        memset(&r->stats[i], 0, sizeof r->stats[i]);
+        r->stats[i].op = op;
+        return MILK_OK;
+    }
+    return compute_op(ctx, r, i);
+}
+
+/* Run op i's kernel into freshly allocated outputs. */
+static milk_status compute_op(milk_ctx *ctx, milk_runner *r, int i)
 {
     const milk_op *op = r->blk->ops[i];
     milk_op_stats *st = &r->stats[i];
     memset(st, 0, sizeof *st);
     st->op = op;
-    if (op->kind == MILK_OP_const_) return MILK_OK;
     for (int a = 0; a < op->n_args; a++)
         for (int j = 0; j < op->args[a].n; j++) {
             milk_var *v = op->args[a].b[j].var;
@@ -559,8 +639,97 @@ static void release_after(milk_runner *r, int i)
         }
 }
 
+/* ---- states ---------------------------------------------------------------- */
+
+milk_status milk_runner_set_state(milk_ctx *ctx, milk_runner *r,
+                                  milk_state *s)
+{
+    if (!s) s = r->own_state;
+    for (int i = 0; i < r->fn->n_inputs; i++) {
+        const milk_var *v = r->fn->inputs[i];
+        if (!v->is_state) continue;
+        int k = milk_state_slot(s, v->name);
+        char a[160], b[160];
+        if (k < 0)
+            return milk_errorf(ctx, MILK_ERR_INVALID_ARG,
+                               "function '%s': state '%s' is not in the state "
+                               "object given",
+                               r->fn->name, v->name);
+        if (!same_type(&s->vals[k].type, &v->type))
+            return milk_errorf(ctx, MILK_ERR_INVALID_ARG,
+                               "function '%s': state '%s' is %s, the state "
+                               "object holds %s",
+                               r->fn->name, v->name,
+                               milk_type_str(&v->type, a, sizeof a),
+                               milk_type_str(&s->vals[k].type, b, sizeof b));
+    }
+    r->state = s;
+    return MILK_OK;
+}
+
+milk_state *milk_runner_state(const milk_runner *r)
+{
+    return r->state;
+}
+
+/* The slot of the state bound to op's `input`. */
+static int state_slot_of(const milk_runner *r, const milk_op *op)
+{
+    const milk_var *v = milk_op_var(op, "input");
+    return v ? milk_state_slot(r->state, v->name) : -1;
+}
+
+/* Point each state input at its slot of the state object; a state read
+ * before anything wrote it (in the object, or earlier in this function)
+ * is an error. The writes of this run are recorded by run_states_done. */
+static milk_status bind_states(milk_ctx *ctx, milk_runner *r)
+{
+    milk_state *s = r->state;
+    if (!s) return MILK_OK;
+    for (int i = 0; i < r->fn->n_inputs; i++) {
+        const milk_var *v = r->fn->inputs[i];
+        if (!v->is_state) continue;
+        int k = milk_state_slot(s, v->name);
+        if (k < 0) return milk_errorf(ctx, MILK_ERR_INVALID_ARG, "no state '%s'", v->name);
+        milk_rt t = s->vals[k];
+        t.owned = NULL; /* borrowed from the state object */
+        r->vals[v->id] = t;
+        r->have[v->id] = r->pinned[v->id] = true;
+    }
+    bool *written = calloc((size_t)s->n + 1, sizeof *written);
+    if (!written) return nomem(ctx);
+    milk_status st = MILK_OK;
+    for (int i = 0; st == MILK_OK && i < r->blk->n_ops; i++) {
+        const milk_op *op = r->blk->ops[i];
+        int k = op->kind == MILK_OP_read_state || op->kind == MILK_OP_write_state
+                    ? state_slot_of(r, op) : -1;
+        if (k < 0) continue;
+        if (op->kind == MILK_OP_write_state) written[k] = true;
+        else if (!s->set[k] && !written[k])
+            st = milk_errorf(ctx, MILK_ERR_INVALID_ARG,
+                             "op '%s' (read_state): state '%s' is read before "
+                             "any write: the state object holds no value for "
+                             "it (it was cleared, or a state file did not "
+                             "hold it); reset it to zeros or write it first",
+                             op->name, s->names[k]);
+    }
+    free(written);
+    return st;
+}
+
+/* After a run: the states it wrote hold values. */
+static void run_states_done(milk_runner *r)
+{
+    for (int i = 0; r->state && i < r->blk->n_ops; i++) {
+        const milk_op *op = r->blk->ops[i];
+        int k = op->kind == MILK_OP_write_state ? state_slot_of(r, op) : -1;
+        if (k >= 0) r->state->set[k] = true;
+    }
+}
+
 milk_status milk_runner_run(milk_ctx *ctx, milk_runner *r)
 {
+    MILK_TRY(bind_states(ctx, r));
     for (int i = 0; i < r->fn->n_inputs; i++) {
         milk_var *v = r->fn->inputs[i];
         if (!r->have[v->id]) {
@@ -574,6 +743,7 @@ milk_status milk_runner_run(milk_ctx *ctx, milk_runner *r)
     if (!r->params.reference) {
         bool ran;
         milk_status s = run_planned(ctx, r, &ran);
+        if (s == MILK_OK && ran) run_states_done(r);
         if (ran || s != MILK_OK) return s;
     }
     /* stand-ins of one run are dropped together at its end */
@@ -588,6 +758,7 @@ milk_status milk_runner_run(milk_ctx *ctx, milk_runner *r)
     }
     milk_arena_free(r->scratch);
     r->scratch = NULL;
+    if (s == MILK_OK) run_states_done(r);
     return s;
 }
 

@@ -27,8 +27,9 @@ static milk_status kept_names(milk_ctx *ctx, const milk_runner *r,
     *n = 0;
     *names = malloc(((size_t)fn->n_vars + 1) * sizeof **names);
     if (!*names) return milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
-    for (int i = 0; i < fn->n_inputs; i++)
-        if (milk_runner_type(r, fn->inputs[i]->name)) (*names)[(*n)++] = fn->inputs[i]->name;
+    for (int i = 0; i < fn->n_inputs; i++) /* states: milk_state_save_npz */
+        if (!fn->inputs[i]->is_state && milk_runner_type(r, fn->inputs[i]->name))
+            (*names)[(*n)++] = fn->inputs[i]->name;
     for (int i = 0; i < fn->block->n_ops; i++) {
         const milk_op *op = fn->block->ops[i];
         for (int k = 0; k < op->n_outputs; k++)

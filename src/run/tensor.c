@@ -150,15 +150,43 @@ static milk_status fill_sink(void *user, const void *bytes, size_t n)
     return MILK_OK;
 }
 
-/* Sub-byte dtypes are expanded element by element. */
-static milk_status fill_sub_byte(milk_ctx *ctx, milk_rt *t, const milk_value *v)
+/* Sub-byte dtypes (docs/coreml-format.md 4.5: packed LSB first) are
+ * unpacked as the bytes stream by, through a bit accumulator, since a 3-
+ * or 6-bit element may straddle two bytes (and two chunks). */
+typedef struct unpack {
+    milk_rt *t;
+    int64_t at;
+    int bits;
+    bool sign4;        /* int4: two's complement nibbles */
+    uint32_t acc;      /* bits not yet used, LSB first */
+    int nacc;
+} unpack;
+
+static milk_status unpack_sink(void *user, const void *bytes, size_t n)
 {
-    for (int64_t i = 0; i < t->count; i++) {
-        int64_t x;
-        MILK_TRY(milk_value_get_i64(ctx, v, i, &x));
-        milk_rt_i32(t)[i] = (int32_t)x;
+    unpack *u = user;
+    const unsigned char *p = bytes;
+    int32_t *dst = milk_rt_i32(u->t);
+    uint32_t mask = (1u << u->bits) - 1u;
+    for (size_t i = 0; i < n; i++) {
+        u->acc |= (uint32_t)p[i] << u->nacc;
+        u->nacc += 8;
+        while (u->nacc >= u->bits && u->at < u->t->count) {
+            int32_t x = (int32_t)(u->acc & mask);
+            if (u->sign4 && x >= 8) x -= 16;
+            dst[u->at++] = x;
+            u->acc >>= u->bits;
+            u->nacc -= u->bits;
+        }
     }
     return MILK_OK;
+}
+
+static milk_status fill_sub_byte(milk_ctx *ctx, milk_rt *t, const milk_value *v)
+{
+    unpack u = {t, 0, milk_dtype_bits(v->type.dtype),
+                v->type.dtype == MILK_DTYPE_INT4, 0, 0};
+    return milk_value_stream(ctx, v, (size_t)1 << 20, unpack_sink, &u);
 }
 
 milk_status milk_rt_from_value(milk_ctx *ctx, milk_rt *t, const milk_value *v)

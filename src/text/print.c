@@ -6,6 +6,7 @@
  * MILK_PRINT_VALUES is given. */
 #include "../ir/ir.h"
 #include "../ops/op.h"
+#include "summary.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -268,7 +269,8 @@ static void print_op(printer *pr, const milk_op *op, int depth)
         print_type(pr, &op->outputs[i]->type);
         fprintf(pr->f, " %s", op->outputs[i]->name);
     }
-    fprintf(pr->f, " = %s(", milk_ops[op->kind]->name);
+    /* an op without outputs (write_state) is a bare call */
+    fprintf(pr->f, "%s%s(", op->n_outputs ? " = " : "", milk_ops[op->kind]->name);
     print_args(pr, op);
     fputc(')', pr->f);
     print_attrs(pr, op);
@@ -311,7 +313,9 @@ static void print_function(printer *pr, const milk_function *fn)
     fprintf(pr->f, "    func %s<%s>(", fn->name, milk_target_name(fn->opset));
     for (int i = 0; i < fn->n_inputs; i++) {
         if (i) fputs(", ", pr->f);
+        if (fn->inputs[i]->is_state) fputs("state<", pr->f);
         print_type(pr, &fn->inputs[i]->type);
+        if (fn->inputs[i]->is_state) fputc('>', pr->f);
         fprintf(pr->f, " %s", fn->inputs[i]->name);
     }
     fputs(") {\n", pr->f);
@@ -323,6 +327,7 @@ static void print_function(printer *pr, const milk_function *fn)
 milk_status milk_program_print(milk_ctx *ctx, const milk_program *p,
                                FILE *out, unsigned flags)
 {
+    if (flags & MILK_PRINT_SUMMARY) return milk_text_summary(ctx, p, out);
     printer pr = {ctx, out, flags, MILK_OK};
     fputs("program(1.3)\n", out);
     for (int i = 0; i < p->attrs.n; i++) {

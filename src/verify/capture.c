@@ -34,10 +34,13 @@ milk_status milk_extract_capture(milk_ctx *ctx, const milk_program *p,
 {
     milk_verify_params def = {0};
     if (!params) params = &def;
-    const milk_function *fn = milk_program_function(p, "main");
+    const char *name = params->function ? params->function
+                                        : milk_program_default_function(p);
+    const milk_function *fn = milk_program_function(p, name);
     const milk_function *fs = milk_program_function(sub, "main");
-    if (!fn || !fs)
-        return milk_errorf(ctx, MILK_ERR_NOT_FOUND, "the program has no function 'main'");
+    if (!fn) return milk_function_not_found(ctx, p, name);
+    if (!fs)
+        return milk_errorf(ctx, MILK_ERR_NOT_FOUND, "the extracted program has no function 'main'");
     const char **names = NULL;
     int n = 0;
     MILK_TRY(capture_names(ctx, fn, fs, &names, &n));

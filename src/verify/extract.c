@@ -22,9 +22,11 @@ static milk_status find_op(milk_ctx *ctx, const milk_function *fn, const char *n
     const milk_var *v = milk_function_var(fn, name);
     for (int i = 0; i < b->n_ops; i++)
         if (strcmp(b->ops[i]->name, name) == 0 || (v && v->producer == b->ops[i])) {
-            if (b->ops[i]->kind == MILK_OP_const_)
+            if (b->ops[i]->kind == MILK_OP_const_ || milk_op_is_constexpr(b->ops[i]))
                 return milk_errorf(ctx, MILK_ERR_INVALID_ARG,
-                                   "'%s' is a const: extract the op that reads it", name);
+                                   "'%s' is a %s: extract the op that reads it", name,
+                                   b->ops[i]->kind == MILK_OP_const_
+                                       ? "const" : "compressed weight (constexpr op)");
             if (b->ops[i]->n_blocks)
                 return milk_errorf(ctx, MILK_ERR_UNSUPPORTED,
                                    "op '%s' (%s) has nested blocks", name,
@@ -85,8 +87,35 @@ static milk_status select_range(milk_ctx *ctx, const milk_function *fn, int from
     return MILK_OK;
 }
 
+static milk_status select_taken(milk_ctx *ctx, const milk_function *fn,
+                                const milk_extract_params *p, bool *take, int *last);
+
+/* Compressed weights go with the ops that read them: every constexpr op
+ * feeding a taken op, transitively, is taken too. */
+static void take_constexprs(const milk_function *fn, bool *take)
+{
+    const milk_block *b = fn->block;
+    for (int i = b->n_ops - 1; i >= 0; i--) {
+        const milk_op *op = b->ops[i];
+        for (int a = 0; take[i] && a < op->n_args; a++)
+            for (int j = 0; j < op->args[a].n; j++) {
+                const milk_var *v = op->args[a].b[j].var;
+                if (v && v->producer && milk_op_is_constexpr(v->producer))
+                    take[milk_block_index_of(b, v->producer)] = true;
+            }
+    }
+}
+
 static milk_status select_ops(milk_ctx *ctx, const milk_function *fn,
                               const milk_extract_params *p, bool *take, int *last)
+{
+    MILK_TRY(select_taken(ctx, fn, p, take, last));
+    take_constexprs(fn, take);
+    return MILK_OK;
+}
+
+static milk_status select_taken(milk_ctx *ctx, const milk_function *fn,
+                                const milk_extract_params *p, bool *take, int *last)
 {
     bool one = p->op != NULL, range = p->from || p->to;
     if (one == range || (range && !(p->from && p->to)))
@@ -217,8 +246,9 @@ static milk_status add_inputs(cloner *c, const milk_block *b, const bool *take)
                     return milk_errorf(c->ctx, MILK_ERR_UNSUPPORTED,
                                        "op '%s' reads '%s', which cannot be a model input",
                                        op->name, v->name);
-                MILK_TRY(milk_function_add_input(c->ctx, c->f, v->name, &v->type,
-                                                 &c->map[v->id]));
+                /* a state stays a state: read_state and write_state take it */
+                MILK_TRY((v->is_state ? milk_function_add_state : milk_function_add_input)(
+                    c->ctx, c->f, v->name, &v->type, &c->map[v->id]));
             }
     }
     return MILK_OK;
@@ -286,9 +316,10 @@ milk_status milk_program_extract(milk_ctx *ctx, const milk_program *p,
                                  milk_program **out)
 {
     *out = NULL;
-    const milk_function *fn = milk_program_function(p, "main");
-    if (!fn)
-        return milk_errorf(ctx, MILK_ERR_NOT_FOUND, "the program has no function 'main'");
+    const char *name = params->function ? params->function
+                                        : milk_program_default_function(p);
+    const milk_function *fn = milk_program_function(p, name);
+    if (!fn) return milk_function_not_found(ctx, p, name);
     if ((unsigned)params->variant > MILK_EXTRACT_LIFT_1D)
         return milk_errorf(ctx, MILK_ERR_INVALID_ARG, "unknown variant %d",
                            (int)params->variant);

@@ -156,9 +156,9 @@ milk_status vf_inputs_gather(milk_ctx *ctx, const milk_function *fn,
     if (!out->items) return milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
     uint64_t state = v ? v->seed : 0;
     for (int i = 0; i < fn->n_inputs; i++) {
-        out->n = i + 1;
+        if (fn->inputs[i]->is_state) continue; /* the runner's state object */
         milk_status s = gather_one(ctx, fn->inputs[i], ref, ref_label, p, rng, v,
-                                   &state, &out->items[i]);
+                                   &state, &out->items[out->n++]);
         if (s != MILK_OK) {
             vf_inputs_release(out);
             return s;
@@ -170,12 +170,14 @@ milk_status vf_inputs_gather(milk_ctx *ctx, const milk_function *fn,
 milk_status vf_inputs_set(milk_ctx *ctx, const vf_inputs *in, milk_runner *r,
                           const milk_function *fn)
 {
-    if (fn->n_inputs != in->n)
+    int n = fn->n_inputs - milk_function_state_count(fn);
+    if (n != in->n)
         return milk_errorf(ctx, MILK_ERR_INVALID_ARG,
                            "the programs have different inputs (%d and %d)",
-                           in->n, fn->n_inputs);
+                           in->n, n);
     for (int i = 0; i < fn->n_inputs; i++) {
         const vf_input *it = NULL;
+        if (fn->inputs[i]->is_state) continue;
         for (int k = 0; k < in->n && !it; k++)
             if (strcmp(in->items[k].name, fn->inputs[i]->name) == 0) it = &in->items[k];
         if (!it)

@@ -30,19 +30,31 @@ milk_status vf_run(milk_ctx *ctx, const milk_program *p, const vf_inputs *in,
                    bool keep_all, const char *const *keep, int n_keep,
                    milk_runner **out)
 {
+    return vf_run_state(ctx, p, in, params, stage, keep_all, keep, n_keep,
+                        NULL, out);
+}
+
+milk_status vf_run_state(milk_ctx *ctx, const milk_program *p,
+                         const vf_inputs *in, const milk_verify_params *params,
+                         const char *stage, bool keep_all,
+                         const char *const *keep, int n_keep,
+                         milk_state *state, milk_runner **out)
+{
     *out = NULL;
     relay rl = {params, stage}; /* used only while the runner runs, below */
     milk_run_params rp = {0};
     rp.precision = params->precision;
     rp.keep_all = keep_all;
     rp.threads = params->threads;
+    rp.function = params->function;
     if (params->progress) {
         rp.progress = relay_progress;
         rp.progress_user = &rl;
     }
     milk_runner *r;
     MILK_TRY(milk_runner_create(ctx, p, &rp, &r));
-    milk_status s = vf_inputs_set(ctx, in, r, milk_program_function(p, "main"));
+    milk_status s = state ? milk_runner_set_state(ctx, r, state) : MILK_OK;
+    if (s == MILK_OK) s = vf_inputs_set(ctx, in, r, milk_runner_function(r));
     for (int i = 0; s == MILK_OK && i < n_keep; i++) s = milk_runner_keep(ctx, r, keep[i]);
     if (s == MILK_OK) s = milk_runner_run(ctx, r);
     if (s != MILK_OK) {
@@ -471,13 +483,18 @@ static milk_status collect_flags(milk_ctx *ctx, milk_verify *v, const milk_runne
 
 /* ---- the two entry points ------------------------------------------------ */
 
+/* The function to verify: params->function, else the default one. */
 static milk_status main_of(milk_ctx *ctx, const milk_program *p, const char *label,
+                           const milk_verify_params *params,
                            const milk_function **out)
 {
-    *out = milk_program_function(p, "main");
-    if (!*out)
-        return milk_errorf(ctx, MILK_ERR_NOT_FOUND, "%s: the program has no function 'main'",
-                           label);
+    const char *name = params->function ? params->function
+                                        : milk_program_default_function(p);
+    *out = milk_program_function(p, name);
+    if (!*out) {
+        milk_function_not_found(ctx, p, name);
+        return milk_error_prefix(ctx, "%s", label);
+    }
     return MILK_OK;
 }
 
@@ -546,7 +563,7 @@ static milk_status finish(milk_ctx *ctx, milk_verify *v, source *s,
 static milk_status run_for_archive(milk_ctx *ctx, const milk_program *p,
                                    const milk_function *fn, const milk_npz *z,
                                    const milk_verify_params *params, milk_verify *v,
-                                   milk_runner **r)
+                                   milk_state *state, milk_runner **r)
 {
     const char **keep = calloc((size_t)z->n + 1, sizeof *keep);
     if (!keep) return milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
@@ -555,9 +572,181 @@ static milk_status run_for_archive(milk_ctx *ctx, const milk_program *p,
         if (milk_function_var(fn, z->members[i].name)) keep[n++] = z->members[i].name;
     vf_inputs in = {0};
     milk_status s = vf_inputs_gather(ctx, fn, z, v->ref_label, params, false, v, &in);
-    if (s == MILK_OK) s = vf_run(ctx, p, &in, params, v->label, false, keep, n, r);
+    if (s == MILK_OK)
+        s = vf_run_state(ctx, p, &in, params, v->label, false, keep, n, state, r);
     vf_inputs_release(&in);
     free(keep);
+    return s;
+}
+
+/* ---- several steps (stateful programs) ------------------------------------ */
+
+/* The tensors of z for step k: NAME@k as NAME, and NAME (the same for
+ * every step) where there is no NAME@k. The arrays are borrowed from z:
+ * release with view_release. */
+static milk_status step_view(milk_ctx *ctx, const milk_npz *z, int k,
+                             milk_npz *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!(out->members = calloc((size_t)z->n + 1, sizeof *out->members)))
+        return milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
+    char suffix[32];
+    int ls = snprintf(suffix, sizeof suffix, "@%d", k);
+    for (int i = 0; i < z->n; i++) {
+        const char *name = z->members[i].name, *at = strrchr(name, '@');
+        size_t len = strlen(name);
+        bool mine = at && strcmp(at, suffix) == 0;
+        if (at && !mine) continue; /* another step's */
+        if (mine) len -= (size_t)ls;
+        else {
+            char key[1024];
+            snprintf(key, sizeof key, "%s%s", name, suffix);
+            if (milk_npz_find(z, key)) continue; /* NAME@k wins */
+        }
+        char *n = malloc(len + 1);
+        if (!n) return milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
+        memcpy(n, name, len);
+        n[len] = 0;
+        out->members[out->n].name = n;
+        out->members[out->n++].array = z->members[i].array;
+    }
+    return MILK_OK;
+}
+
+static void view_release(milk_npz *z)
+{
+    for (int i = 0; i < z->n; i++) free(z->members[i].name);
+    free(z->members);
+    memset(z, 0, sizeof *z);
+}
+
+/* name@k in v's arena. */
+static const char *at_step(milk_verify *v, const char *name, int k)
+{
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s@%d", name, k);
+    return milk_arena_strdup(v->arena, buf);
+}
+
+/* Append step k's result to the whole: rows keyed var@k, the first
+ * divergence of the earliest step that has one, its suspects. */
+static milk_status merge_step(milk_ctx *ctx, milk_verify *v,
+                              const milk_verify *w, int k)
+{
+    int base = v->n_rows;
+    for (int i = 0; i < w->n_rows; i++) {
+        MILK_TRY(grow(ctx, v, (void **)&v->rows, v->n_rows, &v->cap_rows, sizeof *v->rows));
+        size_t cap = (size_t)v->cap_rows;
+        int *rv = realloc(v->row_var, cap * sizeof *rv);
+        if (rv) v->row_var = rv;
+        bool *rm = rv ? realloc(v->row_match, cap * sizeof *rm) : NULL;
+        if (rm) v->row_match = rm;
+        if (!rv || !rm) return milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
+        milk_verify_row row = w->rows[i];
+        row.op = milk_arena_strdup(v->arena, row.op);
+        row.var = at_step(v, row.var, k);
+        row.ref = at_step(v, row.ref, k);
+        if (!row.op || !row.var || !row.ref) return milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
+        v->rows[v->n_rows] = row;
+        v->row_var[v->n_rows] = w->row_var[i];
+        v->row_match[v->n_rows++] = w->row_match[i];
+    }
+    if (v->first < 0 && w->first >= 0) {
+        v->first = base + w->first;
+        for (int i = 0; i < w->n_suspects; i++) {
+            int cap = v->n_suspects;
+            MILK_TRY(grow(ctx, v, (void **)&v->suspects, v->n_suspects, &cap, sizeof *v->suspects));
+            if (!(v->suspects[v->n_suspects++] = at_step(v, w->suspects[i], k)))
+                return milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
+        }
+    }
+    for (int i = 0; i < w->n_flags; i++) {
+        MILK_TRY(grow(ctx, v, (void **)&v->flags_list, v->n_flags, &v->cap_flags,
+                      sizeof *v->flags_list));
+        vf_flag f = w->flags_list[i];
+        if (!(f.op = at_step(v, f.op, k))) return milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
+        v->flags_list[v->n_flags++] = f;
+    }
+    v->n_ops = w->n_ops;
+    v->n_unchecked += w->n_unchecked;
+    return MILK_OK;
+}
+
+/* Reference tensors of no step and no var: NAME@k with k >= steps, or a
+ * name that is no var. */
+static milk_status steps_unmatched(milk_ctx *ctx, milk_verify *v,
+                                   const milk_npz *z, const milk_function *fn,
+                                   int steps)
+{
+    for (int i = 0; i < z->n; i++) {
+        char name[1024];
+        snprintf(name, sizeof name, "%s", z->members[i].name);
+        char *at = strrchr(name, '@'), *end = NULL;
+        long k = at ? strtol(at + 1, &end, 10) : 0;
+        if (at && end && !*end && k >= 0 && k < steps) *at = 0;
+        if (milk_function_var(fn, name) && (!at || (end && !*end && k < steps))) continue;
+        MILK_TRY(grow(ctx, v, (void **)&v->unmatched, v->n_unmatched, &v->cap_unmatched,
+                      sizeof *v->unmatched));
+        if (!(v->unmatched[v->n_unmatched++] = milk_arena_strdup(v->arena, z->members[i].name)))
+            return milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
+    }
+    return MILK_OK;
+}
+
+/* Step k of a multi-step verification into w, with the states of st. */
+static milk_status verify_step(milk_ctx *ctx, const milk_program *p,
+                               const milk_function *fn, const milk_npz *z,
+                               int k, const milk_verify_params *params,
+                               milk_state *st, milk_verify *w)
+{
+    milk_npz view;
+    milk_runner *r = NULL;
+    milk_status s = step_view(ctx, z, k, &view);
+    if (s == MILK_OK) s = run_for_archive(ctx, p, fn, &view, params, w, st, &r);
+    source src = {&view, w->ref_label, NULL, NULL, fn, NULL, NULL, NULL};
+    if (s == MILK_OK) {
+        if (!(src.fp16 = fp16_lineage(fn))) s = milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
+        if (s == MILK_OK) s = compare_all(ctx, w, &src, fn, r);
+        free(src.fp16);
+        if (s == MILK_OK) s = analyze(ctx, w, fn);
+        if (s == MILK_OK) s = collect_flags(ctx, w, r);
+    }
+    milk_runner_free(r);
+    view_release(&view);
+    if (s != MILK_OK) milk_error_prefix(ctx, "step %d", k);
+    return s;
+}
+
+/* params->steps runs of fn with one state object (zero at first), step k
+ * on REF's NAME@k inputs (or NAME for every step), each compared with
+ * REF's NAME@k values. */
+static milk_status verify_steps(milk_ctx *ctx, const milk_program *p,
+                                const milk_function *fn, const char *ref_path,
+                                const milk_verify_params *params,
+                                milk_verify **out)
+{
+    milk_npz z = {0};
+    milk_state *st = NULL;
+    milk_verify *v = NULL;
+    MILK_TRY(milk_npz_read(ctx, ref_path, &z));
+    milk_status s = milk_state_create(ctx, p, &st);
+    if (s == MILK_OK) s = verify_new(ctx, params, false, &v);
+    if (s == MILK_OK && !params->ref_label && !(v->ref_label = vf_utf8_clean(v->arena, ref_path)))
+        s = milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
+    for (int k = 0; s == MILK_OK && k < params->steps; k++) {
+        milk_verify *w = NULL;
+        s = verify_new(ctx, params, false, &w);
+        if (s == MILK_OK) w->ref_label = v->ref_label;
+        if (s == MILK_OK) s = verify_step(ctx, p, fn, &z, k, params, st, w);
+        if (s == MILK_OK) s = merge_step(ctx, v, w, k);
+        milk_verify_free(w);
+    }
+    if (s == MILK_OK && v->n_rows == 0) s = no_rows(ctx, v, fn);
+    if (s == MILK_OK) s = steps_unmatched(ctx, v, &z, fn, params->steps);
+    milk_state_free(st);
+    milk_npz_release(&z);
+    if (s != MILK_OK) milk_verify_free(v);
+    else *out = v;
     return s;
 }
 
@@ -570,7 +759,8 @@ milk_status milk_verify_reference(milk_ctx *ctx, const milk_program *p,
     const milk_function *fn;
     *out = NULL;
     if (!params) params = &def;
-    MILK_TRY(main_of(ctx, p, params->label ? params->label : "program", &fn));
+    MILK_TRY(main_of(ctx, p, params->label ? params->label : "program", params, &fn));
+    if (params->steps > 1) return verify_steps(ctx, p, fn, ref_path, params, out);
     milk_npz z = {0};
     MILK_TRY(milk_npz_read(ctx, ref_path, &z));
     milk_verify *v = NULL;
@@ -578,7 +768,7 @@ milk_status milk_verify_reference(milk_ctx *ctx, const milk_program *p,
     milk_status s = verify_new(ctx, params, false, &v);
     if (s == MILK_OK && !params->ref_label && !(v->ref_label = vf_utf8_clean(v->arena, ref_path)))
         s = milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
-    if (s == MILK_OK) s = run_for_archive(ctx, p, fn, &z, params, v, &r);
+    if (s == MILK_OK) s = run_for_archive(ctx, p, fn, &z, params, v, NULL, &r);
     source src = {&z, v ? v->ref_label : NULL, NULL, NULL, fn, NULL, NULL, NULL};
     if (s == MILK_OK) s = finish(ctx, v, &src, fn, r);
     milk_runner_free(r);
@@ -622,8 +812,8 @@ milk_status milk_verify_programs(milk_ctx *ctx, const milk_program *a,
     const milk_function *fa, *fb;
     *out = NULL;
     if (!params) params = &def;
-    MILK_TRY(main_of(ctx, a, params->ref_label ? params->ref_label : "A", &fa));
-    MILK_TRY(main_of(ctx, b, params->label ? params->label : "B", &fb));
+    MILK_TRY(main_of(ctx, a, params->ref_label ? params->ref_label : "A", params, &fa));
+    MILK_TRY(main_of(ctx, b, params->label ? params->label : "B", params, &fb));
     MILK_TRY(check_pairs(ctx, params, fa, fb));
     milk_verify *v = NULL;
     vf_inputs in = {0};

@@ -112,13 +112,21 @@ void vf_inputs_release(vf_inputs *in);
 
 /* ---- running (verify.c) ------------------------------------------------- */
 
-/* Create a runner for main of p that keeps every value (or, when keep_all
+/* Create a runner for the function params->function of p (NULL: its
+ * default function) that keeps every value (or, when keep_all
  * is false, the n_keep vars named in keep), set its inputs and run it.
  * Progress and errors are reported under `stage` (the program's label). */
 milk_status vf_run(milk_ctx *ctx, const milk_program *p, const vf_inputs *in,
                    const milk_verify_params *params, const char *stage,
                    bool keep_all, const char *const *keep, int n_keep,
                    milk_runner **out);
+/* As vf_run, running with the states of `state` (NULL: the runner's own,
+ * zero) for the steps of a multi-step verification. */
+milk_status vf_run_state(milk_ctx *ctx, const milk_program *p,
+                         const vf_inputs *in, const milk_verify_params *params,
+                         const char *stage, bool keep_all,
+                         const char *const *keep, int n_keep,
+                         milk_state *state, milk_runner **out);
 
 /* ---- extraction (variant.c, capture.c) ------------------------------------ */
 

@@ -68,9 +68,23 @@ static milk_status convert(milk_ctx *ctx, milk_array *a, milk_dtype to)
         case MILK_DTYPE_INT32: x = ((int32_t *)a->data)[i]; break;
         case MILK_DTYPE_INT64: x = (double)((int64_t *)a->data)[i]; break;
         case MILK_DTYPE_BOOL: x = ((uint8_t *)a->data)[i]; break;
+        case MILK_DTYPE_INT8: x = ((int8_t *)a->data)[i]; break;
+        case MILK_DTYPE_UINT8: x = ((uint8_t *)a->data)[i]; break;
         default: milk_array_release(&b); return MILK_ERR_UNSUPPORTED;
         }
+        int bits = milk_dtype_bits(to);
+        if (bits < 8) { /* sub-byte: packed LSB first, two's complement */
+            uint64_t bit = (uint64_t)i * (uint64_t)bits;
+            uint32_t v = (uint32_t)(int32_t)x & ((1u << bits) - 1u);
+            uint8_t *p = (uint8_t *)b.data + bit / 8;
+            p[0] |= (uint8_t)(v << (bit % 8));
+            if (bit % 8 + (uint64_t)bits > 8) p[1] |= (uint8_t)(v >> (8 - bit % 8));
+            continue;
+        }
         switch (to) {
+        case MILK_DTYPE_INT8: ((int8_t *)b.data)[i] = (int8_t)x; break;
+        case MILK_DTYPE_UINT8: ((uint8_t *)b.data)[i] = (uint8_t)x; break;
+        case MILK_DTYPE_UINT32: ((uint32_t *)b.data)[i] = (uint32_t)x; break;
         case MILK_DTYPE_FP32: ((float *)b.data)[i] = (float)x; break;
         case MILK_DTYPE_FP16: ((uint16_t *)b.data)[i] = milk_fp32_to_fp16((float)x); break;
         case MILK_DTYPE_INT32: ((int32_t *)b.data)[i] = (int32_t)x; break;
