@@ -54,6 +54,17 @@ static bool round16(const milk_plan *pl, const milk_var *v)
            pl->io.params->precision == MILK_PRECISION_AS_DECLARED;
 }
 
+/* Ops the runner did when it was made: consts, and constexpr ops (their
+ * outputs are pinned, expanded once). */
+static bool done_at_load(const milk_plan *pl, const milk_op *op)
+{
+    if (op->kind == MILK_OP_const_) return true;
+    if (op->n_outputs == 0) return false; /* write_state */
+    for (int k = 0; k < op->n_outputs; k++)
+        if (!pl->io.pinned[op->outputs[k]->id]) return false;
+    return true;
+}
+
 /* ---- types ---------------------------------------------------------------- */
 
 static void set_type(milk_rt *t, const milk_tensor_type *type)
@@ -95,7 +106,7 @@ static milk_status plan_types(milk_ctx *ctx, milk_plan *pl)
     milk_tensor_type types[64];
     for (int i = 0; s == MILK_OK && i < io->blk->n_ops; i++) {
         const milk_op *op = io->blk->ops[i];
-        if (op->kind == MILK_OP_const_) continue;
+        if (done_at_load(pl, op)) continue;
         if (op->n_outputs > 64) {
             s = milk_errorf(ctx, MILK_ERR_UNSUPPORTED, "more than 64 outputs");
             break;
@@ -242,7 +253,7 @@ static milk_status plan_steps(milk_ctx *ctx, milk_plan *pl)
     for (int i = 0; i < b->n_ops; i++) {
         const milk_op *op = b->ops[i];
         step *st = &pl->steps[i];
-        if (op->kind == MILK_OP_const_ || st->kind == STEP_FUSED) continue;
+        if (done_at_load(pl, op) || st->kind == STEP_FUSED) continue;
         int src;
         if (view_op(pl, op, &src)) {
             st->kind = STEP_VIEW;
