@@ -27,10 +27,8 @@ typedef struct conv_st {
     bool pointwise;
     /* gemm and shift tiling: columns per tile, channels per block */
     int64_t nq, n_tiles, mb, n_mblocks;
-    /* shift: the padded input's dims, output rows per tile, and the
-     * weights packed by tap, wt[k][c_out][c_in] */
+    /* shift: the padded input's dims, output rows per tile */
     int64_t pdims[3], tile_rows;
-    float *wt;
 } conv_st;
 
 static bool is_pointwise(const milk_conv_geom *g)
@@ -191,13 +189,15 @@ static void gemm_task(void *arg, int64_t task, int worker)
  * with ow >= OW thrown away), tap k reads Xp at q + kh * dh * Wp + kw * dw:
  * for every tap the input is a plain [c_in, OH * Wp] matrix at an offset,
  * so Y = sum over taps of W_k [c_out, c_in] x Xp_k, one GEMM each, with no
- * column matrix at all. The weights are packed by tap once, at plan time.
- * 1-D and 2-D convolutions with groups 1. */
+ * column matrix at all. Each task gathers W_k for its channel block from
+ * the weight as it lies (in the mapped weight file): a copy of the layer
+ * would double the weights' memory, and the gather costs 1 / (columns of
+ * the tile) of the GEMM. 1-D and 2-D convolutions with groups 1. */
 
 typedef struct shift_job {
     const milk_fast *f;
     const conv_st *s;
-    const float *x, *bias;
+    const float *x, *w, *bias;
     float *y;
     int64_t n; /* the image */
 } shift_job;
@@ -227,17 +227,23 @@ static void shift_task(void *arg, int64_t task, int worker)
     const int64_t m0 = mblk * s->mb, mc = g->c_out - m0 < s->mb ? g->c_out - m0 : s->mb;
     const int64_t K = g->k[1] * g->k[2];
     float *c = milk_fast_scratch(j->f, worker);
+    float *wt = c + s->mb * s->tile_rows * Wp; /* [K][mc][c_in] */
     const float *xp = (const float *)j->f->shared + oh0 * Wp;
+    const float *w = j->w + m0 * g->c_in * K;
+    /* the block's weights by tap, out of W [c_out, c_in, K] as it lies (a
+     * copy of the layer would double the weights' memory): read once */
+    const int64_t mk = mc * g->c_in;
+    for (int64_t i = 0; i < mk; i++)
+        for (int64_t k = 0; k < K; k++) wt[k * mk + i] = w[i * K + k];
     for (int64_t kh = 0; kh < g->k[1]; kh++)
         for (int64_t kw = 0; kw < g->k[2]; kw++) {
             int64_t k = kh * g->k[2] + kw;
-            /* C [mc, nq] (+)= Wt_k[m0..] [mc, c_in] x Xp_k [c_in, nq] */
+            /* C [mc, nq] (+)= W_k [mc, c_in] x Xp_k [c_in, nq] */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)mc, (int)nq,
-                        (int)g->c_in, 1.0f, s->wt + (k * g->c_out + m0) * g->c_in,
-                        (int)g->c_in, xp + kh * g->dil[1] * Wp + kw * g->dil[2],
-                        (int)plane, k ? 1.0f : 0.0f, c, (int)nq);
+                        (int)g->c_in, 1.0f, wt + k * mk, (int)g->c_in,
+                        xp + kh * g->dil[1] * Wp + kw * g->dil[2], (int)plane,
+                        k ? 1.0f : 0.0f, c, (int)nq);
         }
-    (void)K;
     for (int64_t m = 0; m < mc; m++) {
         float *y = j->y + (j->n * g->c_out + m0 + m) * out3 + oh0 * OW;
         for (int64_t r = 0; r < nr; r++)
@@ -262,7 +268,7 @@ static milk_status conv_run(const milk_fast *f)
         milk_pool_run(f->pool, g->n * g->c_out, direct_task, &j);
     } else if (s->kind == CONV_SHIFT) {
         for (int64_t n = 0; n < g->n; n++) {
-            shift_job j = {f, s, x, bias, y, n};
+            shift_job j = {f, s, x, w, bias, y, n};
             milk_pool_run(f->pool, g->c_in, shift_pad_task, &j);
             milk_pool_run(f->pool, s->n_tiles * s->n_mblocks, shift_task, &j);
         }
@@ -274,19 +280,11 @@ static milk_status conv_run(const milk_fast *f)
     return MILK_OK;
 }
 
-/* The shift kernel takes 1-D and 2-D stride-1 convolutions of groups 1
- * whose weight is a constant (packed at plan time). */
-static bool shift_fits(milk_eval *ec, const milk_conv_geom *g)
+/* The shift kernel takes 1-D and 2-D stride-1 convolutions of groups 1. */
+static bool shift_fits(const milk_conv_geom *g)
 {
-    const milk_op *op = ec->op;
-    bool weight_const = false;
-    for (int i = 0; i < op->n_args; i++)
-        if (strcmp(op->args[i].param, "weight") == 0 && op->args[i].n == 1)
-            weight_const = op->args[i].b[0].value ||
-                           (op->args[i].b[0].var && milk_var_const(op->args[i].b[0].var));
-    return weight_const && g->groups == 1 && g->in[0] == 1 && g->k[0] == 1 &&
-           g->stride[0] == 1 && g->stride[1] == 1 && g->stride[2] == 1 &&
-           g->pad[0] == 0 && g->out[0] == 1;
+    return g->groups == 1 && g->in[0] == 1 && g->k[0] == 1 && g->stride[0] == 1 &&
+           g->stride[1] == 1 && g->stride[2] == 1 && g->pad[0] == 0 && g->out[0] == 1;
 }
 
 static milk_status shift_prepare(milk_eval *ec, milk_arena *a, conv_st *s,
@@ -307,15 +305,8 @@ static milk_status shift_prepare(milk_eval *ec, milk_arena *a, conv_st *s,
     s->n_mblocks = (cout + s->mb - 1) / s->mb;
     const int64_t sizes[] = {cout, cin, s->tile_rows * Wp, plane, K};
     if (!milk_gemm_ok(sizes, 5)) return MILK_OK;
-    s->wt = milk_arena_alloc(a, (size_t)(K * cout * cin) * sizeof *s->wt);
-    if (!s->wt) return milk_errorf(ec->ctx, MILK_ERR_NOMEM, "out of memory");
-    const float *w = milk_rt_f32(milk_eval_in(ec, "weight"));
-    for (int64_t co = 0; co < cout; co++)
-        for (int64_t ci = 0; ci < cin; ci++)
-            for (int64_t t = 0; t < K; t++)
-                s->wt[(t * cout + co) * cin + ci] = w[(co * cin + ci) * K + t];
     s->kind = CONV_SHIFT;
-    k->scratch = s->mb * s->tile_rows * Wp * 4;
+    k->scratch = (s->mb * s->tile_rows * Wp + K * s->mb * cin) * 4;
     /* the padded planes, and the last tile's reads past the end of the
      * last one (up to the taps' reach, on the padded width) */
     k->shared = (cin * plane + (g->k[2] - 1) * g->dil[2] + Wp + 64) * 4;
@@ -347,7 +338,7 @@ milk_status milk_fast_conv(milk_eval *ec, milk_arena *a, milk_kernel *k)
     bool direct = g->groups > 1 && (s->cig == 1 || s->rows <= 64) &&
                   g->k[0] * g->k[1] <= 64;
     s->kind = direct ? CONV_DIRECT : CONV_GEMM;
-    if (!direct && !s->pointwise && shift_fits(ec, g))
+    if (!direct && !s->pointwise && shift_fits(g))
         return shift_prepare(ec, a, s, k);
     if (direct) {
         int64_t dims[3], after[3];
