@@ -46,19 +46,35 @@ ENV1 = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
 ROUNDS, N = 3, 10
 
 
+LAST_CPU = [0.0]  # CPU seconds (user + system) of the last measured command
+
+
 def run_measured(args, env=None):
-    """Run a command; return (seconds, peak RSS in MB, stdout). Peak memory
-    comes from GNU time: a child forked from this Python process would
-    count the parent's pages in its maximum RSS until it execs."""
+    """Run a command; return (seconds, peak RSS in MB, stdout), and leave
+    its CPU seconds in LAST_CPU. Peak memory comes from GNU time: a child
+    forked from this Python process would count the parent's pages in its
+    maximum RSS until it execs."""
     rss_file = WORK / "rss.txt"
     os.sync()  # earlier writes still in flight would slow this one down
     t0 = time.perf_counter()
-    p = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(rss_file)] + list(map(str, args)),
-                       capture_output=True, text=True, env=env)
+    p = subprocess.run(["/usr/bin/time", "-f", "%U %S %M", "-o", str(rss_file)] +
+                       list(map(str, args)), capture_output=True, text=True, env=env)
     secs = time.perf_counter() - t0
-    if p.returncode not in (0, 1) or (p.returncode == 1 and "verify" not in args):
+    if p.returncode not in (0, 1) or (p.returncode == 1 and "verify" not in map(str, args)):
         sys.exit(f"bench: {' '.join(map(str, args))} failed:\n{p.stderr}")
-    return secs, int(rss_file.read_text().split()[-1]) / 1024.0, p.stdout
+    user, system, rss = rss_file.read_text().split()[-3:]
+    LAST_CPU[0] = float(user) + float(system)
+    return secs, int(rss) / 1024.0, p.stdout
+
+
+def best_cpu_of(n, args, env=None):
+    """Wall seconds, peak MB (best of n by wall) and the least CPU seconds."""
+    runs = []
+    for _ in range(n):
+        r = run_measured(args, env)
+        runs.append((r, LAST_CPU[0]))
+    best = min(runs, key=lambda x: x[0][0])[0]
+    return best[0], best[1], min(c for _, c in runs)
 
 
 def best_of(n, fn):
@@ -161,15 +177,14 @@ def bench_threads(pkgs):
 def bench_process(pkgs):
     _, pkg, x = pkgs["resnet18"]
     out = WORK / "r18_out.npz"
-    secs, rss, _ = best_of(5, lambda: run_measured([MILK, "run", pkg, "--input", f"x={x}",
-                                                    "--output", out], env=ENV1))
+    secs, rss, cpu = best_cpu_of(5, [MILK, "run", pkg, "--input", f"x={x}", "--output", out],
+                                 env=ENV1)
     weights = sum(f.stat().st_size for f in (pkg / "Data").rglob("*.bin"))
     act2 = milk_bench(pkg, x, n=1)["act2_bytes"]
     bound = 1.5 * (weights + act2) / 2**20
-    print(f"milk run resnet18 (whole process, best of 5): {secs:.3f} s, peak RSS {rss:.0f} MB;"
-          f" weights {weights / 2**20:.0f} MB + two largest activations {act2 / 2**20:.1f} MB,"
-          f" x1.5 = {bound:.0f} MB (RSS / that: {rss / bound:.2f})")
-    return secs
+    print(f"milk run resnet18 (whole process, best of 5): {secs:.3f} s wall, {cpu:.3f} s CPU;"
+          f" peak RSS {rss:.0f} MB against 1.5 x (weights {weights / 2**20:.0f} MB + two largest"
+          f" activations {act2 / 2**20:.1f} MB) = {bound:.0f} MB: {rss / bound:.2f}")
 
 
 def bench_verify(pkgs):
@@ -177,15 +192,15 @@ def bench_verify(pkgs):
     ref = WORK / "r18_all.npz"
     subprocess.run([MILK, "run", pkg, "--input", f"x={x}", "--output", ref, "--keep-all"],
                    check=True, capture_output=True, env=ENV1)
-    plain, _, _ = best_of(5, lambda: run_measured([MILK, "run", pkg, "--input", f"x={x}",
-                                                   "--output", WORK / "r18_out.npz"], env=ENV1))
-    ver, _, _ = best_of(5, lambda: run_measured([MILK, "verify", pkg, "--reference", ref],
-                                                env=ENV1))
-    inproc = min(milk_bench(pkg, x)["median_ms"] for _ in range(ROUNDS))
-    keep = min(milk_bench(pkg, x, extra=["--keep-all"])["median_ms"] for _ in range(ROUNDS))
-    print(f"verify resnet18, every intermediate compared: {ver:.3f} s against a plain "
-          f"milk run {plain:.3f} s: {ver / plain:.2f}x (in process: a run keeping every "
-          f"value {keep:.2f} ms against {inproc:.2f} ms, {keep / inproc:.2f}x)")
+    plain, _, plain_cpu = best_cpu_of(5, [MILK, "run", pkg, "--input", f"x={x}", "--output",
+                                          WORK / "r18_out.npz"], env=ENV1)
+    ver, _, ver_cpu = best_cpu_of(5, [MILK, "verify", pkg, "--reference", ref], env=ENV1)
+    inproc = min(milk_bench(pkg, x)["cpu_ms"] for _ in range(ROUNDS))
+    keep = min(milk_bench(pkg, x, extra=["--keep-all"])["cpu_ms"] for _ in range(ROUNDS))
+    print(f"verify resnet18, every intermediate compared, against a plain milk run (whole"
+          f" processes): wall {ver:.3f} s / {plain:.3f} s = {ver / plain:.2f}x, CPU"
+          f" {ver_cpu:.3f} s / {plain_cpu:.3f} s = {ver_cpu / plain_cpu:.2f}x; in process, a run"
+          f" keeping every value {keep:.2f} ms CPU against {inproc:.2f} ms: {keep / inproc:.2f}x")
 
 
 # ---- convert ---------------------------------------------------------------------

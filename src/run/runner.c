@@ -787,6 +787,10 @@ milk_status milk_runner_read(milk_ctx *ctx, const milk_runner *r,
                            "'%s': buffer of %zu bytes for %lld elements of %s",
                            name, cap, (long long)t->count,
                            milk_dtype_name(as) ? milk_dtype_name(as) : "?");
+    if (as == t->store && as != MILK_DTYPE_BOOL) { /* fp32 or int32 as stored */
+        if (need) memcpy(dst, t->data, (size_t)need);
+        return MILK_OK;
+    }
     for (int64_t i = 0; i < t->count; i++) {
         /* (double) on each arm: otherwise the conditional's type is float
          * and int32 values beyond 2^24 lose their low bits */
