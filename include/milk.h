@@ -112,17 +112,24 @@ typedef struct milk_tensor_type {
 int64_t milk_tensor_type_count(const milk_tensor_type *t);
 
 /* Deployment targets. The value is the Core ML specificationVersion; the
- * ML Program opset follows from it (iOS15 = CoreML5 ... iOS18 = CoreML8). */
+ * ML Program opset follows from it (iOS15 = CoreML5 ... iOS18 = CoreML8,
+ * iOS26 = CoreML9, which adds int8 model inputs and outputs and no op). */
 typedef enum milk_target {
     MILK_TARGET_IOS15 = 6,
     MILK_TARGET_IOS16 = 7,
     MILK_TARGET_IOS17 = 8,
     MILK_TARGET_IOS18 = 9,
+    MILK_TARGET_IOS26 = 10,
 } milk_target;
 
-/* "ios15".."ios18"; NULL for anything else. */
+/* "ios15".."ios18", "ios26"; NULL for anything else. */
 const char *milk_target_name(milk_target t);
-/* Parses "ios15".."ios18" (case-insensitive); 0 if unknown. */
+/* Parses a target by its iOS name or the name of the same release on
+ * another OS (case-insensitive), as coremltools' ct.target does: ios15,
+ * macos12, tvos15, watchos8 (spec 6); ios16, macos13, tvos16, watchos9
+ * (7); ios17, macos14, tvos17, watchos10, visionos1 (8); ios18, macos15,
+ * tvos18, watchos11, visionos2 (9); ios26, macos26, tvos26, watchos26,
+ * visionos26 (10). 0 if unknown. */
 milk_target milk_target_from_name(const char *name);
 
 /* ------------------------------------------------------------------ */
@@ -491,7 +498,16 @@ typedef struct milk_convert_stats {
     char identity_note[512]; /* each with what it is: "output 'y' (a
                               * constant)", "(graph input 'x')", ... */
     int frozen;            /* graph inputs made constants (freeze) */
+    int states;            /* --state pairs made Core ML states */
+    char state_note[512];  /* each pair and how its write was lowered */
 } milk_convert_stats;
+
+/* A KV cache for milk_onnx_convert's states: graph input `input` and graph
+ * output `output` (the cache with this step written) become one Core ML
+ * state (`milk convert --state IN=OUT`). */
+typedef struct milk_state_pair {
+    const char *input, *output;
+} milk_state_pair;
 
 typedef struct milk_convert_params {
     milk_target target;                /* 0 means MILK_TARGET_IOS17 */
@@ -515,6 +531,10 @@ typedef struct milk_convert_params {
      * borrowed for the call; see milk_frozen_input). */
     const milk_frozen_input *freeze;
     int n_freeze;
+    /* Graph input/output pairs made Core ML states (n_states pairs,
+     * borrowed for the call; see milk_onnx_convert). */
+    const milk_state_pair *states;
+    int n_states;
 } milk_convert_params;
 
 /* Convert the ONNX model at `path` to an ML Program (function main).
@@ -798,6 +818,38 @@ milk_status milk_program_simplify(milk_ctx *ctx, milk_program *p,
 #define MILK_VERIFY_SET_ATOL 1u /* use params.atol for every var */
 #define MILK_VERIFY_SET_RTOL 2u /* use params.rtol for every var */
 #define MILK_VERIFY_SET_SEED 4u /* use params.seed for random inputs */
+/* Stop comparing at the first var (in program order) beyond tolerance:
+ * the table ends there (the runs themselves are complete). */
+#define MILK_VERIFY_FAIL_FAST 8u
+
+/* Which statistic of the error decides whether a var matches, with
+ * scale = max|want| over the reference's finite elements (as polygraphy's
+ * --check-error-stat, with milk's relative error):
+ * MAX (default): max|got - want| <= atol + rtol * scale;
+ * MEAN: mean|got - want| <= atol + rtol * scale;
+ * MEDIAN: median|got - want| <= atol + rtol * scale (a few wild elements
+ *   pass);
+ * ELEMWISE: every element |got - want| <= atol + rtol * |want| (NumPy's
+ *   allclose). */
+typedef enum milk_verify_stat {
+    MILK_VERIFY_STAT_MAX = 0,
+    MILK_VERIFY_STAT_MEAN = 1,
+    MILK_VERIFY_STAT_MEDIAN = 2,
+    MILK_VERIFY_STAT_ELEMWISE = 3,
+} milk_verify_stat;
+
+/* "max", "mean", "median", "elemwise"; NULL for anything else. */
+const char *milk_verify_stat_name(milk_verify_stat s);
+/* Parses those names; -1 if unknown. */
+int milk_verify_stat_from_name(const char *name);
+
+/* The tolerance of one var, by name (an output, usually): it overrides
+ * params.atol / params.rtol and the defaults for that var. */
+typedef struct milk_verify_tolerance {
+    const char *var;
+    unsigned set;       /* MILK_VERIFY_SET_ATOL and/or MILK_VERIFY_SET_RTOL */
+    double atol, rtol;
+} milk_verify_tolerance;
 
 typedef struct milk_verify_params {
     unsigned flags;
@@ -825,6 +877,20 @@ typedef struct milk_verify_params {
      * model (ONNX output `y` against coremltools' `var_99`). */
     const char *const *pairs;
     int n_pairs;
+    /* Per-var tolerances (n_tolerances, borrowed for the call); a name that
+     * is no var of the program under test is MILK_ERR_NOT_FOUND. */
+    const milk_verify_tolerance *tolerances;
+    int n_tolerances;
+    milk_verify_stat error_stat; /* which error statistic is checked */
+    /* When not NULL: an .npz written with the model inputs of the run (as
+     * given, read from the reference, or random), and one with the model
+     * outputs of the program under test (as `milk run` writes them). */
+    const char *save_inputs, *save_outputs;
+    /* The command the HTML report shows for extracting an op, with every
+     * "{op}" replaced by the op's name; NULL: `milk extract LABEL --op
+     * {op} -o {op}.mlpackage --inputs-from REF` (REF: the reference .npz,
+     * or save_inputs in two-program mode). */
+    const char *extract_command;
     /* The function to run (in both programs); NULL: the default one. */
     const char *function;
     /* Reference mode, stateful programs: above 1, the function runs
@@ -868,6 +934,12 @@ typedef struct milk_verify_row {
     double atol, rtol;        /* the tolerance applied */
     milk_verify_state state;
     int64_t n_overflow, n_inf, n_nan; /* the op's run statistics */
+    /* More statistics of |got - want|: mean, median, the number of
+     * elements beyond atol + rtol * |want|, and the peak signal-to-noise
+     * ratio 10 log10(max|want|^2 / mean (got - want)^2) in dB (+inf when
+     * equal). */
+    double mean_abs, median_abs, psnr_db;
+    int64_t n_beyond;
 } milk_verify_row;
 
 typedef struct milk_verify milk_verify; /* the result of a comparison */
@@ -906,13 +978,16 @@ int milk_verify_first_divergence(const milk_verify *v);
 /* The seed of the random inputs; false if no input was random. */
 int milk_verify_seed(const milk_verify *v, uint64_t *seed);
 
-/* Print the result: the table (op, var, shape, errors, SNR, status), the
- * first divergence with its suspects, and the ops whose fp16 values
+/* Print the result: the table (op, var, shape, errors, SNR, PSNR, status),
+ * the first divergence with its suspects, and the ops whose fp16 values
  * overflowed; or, with MILK_VERIFY_JSON, one JSON object:
  *   {"program", "reference", "mode": "reference"|"programs", "precision",
  *    "seed": N or null, "ok": bool,
+ *    "error_stat": "max"|"mean"|"median"|"elemwise", "stopped": bool
+ *    (fail fast), "tolerances": [{"var", "atol", "rtol"}] (per var),
  *    "rows": [{"op", "type", "var", "ref", "op_index", "dtype", "shape",
- *              "max_abs", "max_rel", "snr_db", "atol", "rtol",
+ *              "max_abs", "max_rel", "snr_db", "psnr_db", "mean_abs",
+ *              "median_abs", "beyond", "atol", "rtol",
  *              "status": "ok"|"diverged"|"propagated", "shape_mismatch",
  *              "overflow", "inf", "nan"}],
  *    "first_divergence": null or {"row", "op", "type", "var",
@@ -928,10 +1003,12 @@ int milk_verify_seed(const milk_verify *v, uint64_t *seed);
 milk_status milk_verify_print(milk_ctx *ctx, const milk_verify *v, FILE *out,
                               unsigned flags);
 /* Write the result as one self-contained XHTML file (inline CSS and SVG,
- * no external resources): the table and a chart of the relative error
- * of each compared var along the program, log scale, with the first
- * divergence and fp16 overflows marked. Written under a temporary name
- * and renamed into place. */
+ * no scripts, no external resources): the table and a chart of the
+ * relative error of each compared var along the program, log scale, with
+ * the first divergence and fp16 overflows marked. Each op of the table
+ * opens (a <details> element) to the command that extracts it
+ * (params.extract_command); each point of the chart links to its row.
+ * Written under a temporary name and renamed into place. */
 milk_status milk_verify_write_html(milk_ctx *ctx, const milk_verify *v,
                                    const char *path);
 
@@ -1130,6 +1207,23 @@ milk_state *milk_runner_state(const milk_runner *r);
  * Core ML lists them in the description (`functions`, spec 9, iOS18) with
  * a default function, the one run when none is named. */
 
+/* Copy function src_function of src (NULL: its default function) into p
+ * as function `name`: inputs, states, ops, nested blocks, attributes and
+ * constants, with the function's own opset (which may not be newer than
+ * p's target), and its recorded description (flexible shapes). src may
+ * be freed afterwards, but file-backed constants keep referring to their
+ * files (a package's weight.bin), which must exist until p is saved. A
+ * constant of at least 10 elements equal by content to one p already
+ * holds shares its data, so that the saved package stores it once, as
+ * coremltools' save_multifunction does (compared byte for byte up to 64
+ * MiB, by two independent 64-bit hashes of the bytes above). A state the
+ * function shares by name with another function of p must have the same
+ * type (MILK_ERR_INVALID_ARG). On failure p may hold part of the new
+ * function: discard it. */
+milk_status milk_program_add_function_from(milk_ctx *ctx, milk_program *p,
+                                           const char *name,
+                                           const milk_program *src,
+                                           const char *src_function);
 /* Make function `name` the default (MILK_ERR_NOT_FOUND if absent). */
 milk_status milk_program_set_default_function(milk_ctx *ctx, milk_program *p,
                                               const char *name);
@@ -1137,6 +1231,148 @@ milk_status milk_program_set_default_function(milk_ctx *ctx, milk_program *p,
  * else "main" if there is one, else the first function. Runners,
  * verification and extraction use it when no function is named. */
 const char *milk_program_default_function(const milk_program *p);
+
+/* ------------------------------------------------------------------ */
+/* Reducing a failing program (src/verify/reduce.c)                   */
+/* ------------------------------------------------------------------ */
+
+/* Delta debugging, as polygraphy's `debug reduce` does for TensorRT: find
+ * a small subgraph of main that still fails a check. A candidate is a set
+ * of main's ops (consts go with the ops reading them), extracted as
+ * milk_program_extract does: every value its ops read from a removed op
+ * becomes a model input of the same name (a cut point) that takes a
+ * captured value, and the outputs of its ops that none of its ops reads
+ * are its model outputs (with those of main's outputs it computes).
+ *
+ * Cut points take the value the whole program computed there, in one run
+ * on the model inputs (params.verify.inputs, the reference's tensors, or
+ * seeded random values); with MILK_REDUCE_AGAINST, the reference's value
+ * when it holds one (so that a cut isolates what follows it), and with
+ * MILK_REDUCE_FP16_VS_FP32, the value of the run in fp32.
+ *
+ * The search, after checking that the whole program fails:
+ * 1. bisection along the op order for the outputs: the earliest op k such
+ *    that op k with every op it depends on still fails;
+ * 2. bisection for the inputs: the latest j such that the ops of that set
+ *    from the j-th on (the earlier ones cut) still fail;
+ * 3. one op at a time: each op left is removed (its outputs become cut
+ *    points, or it disappears if nothing reads it) when the rest still
+ *    fails, in passes until none can go.
+ * Each candidate is checked once; its verdict is good, bad (it fails: the
+ * search keeps it) or invalid (it could not be judged: treated as good).
+ * The result is 1-minimal: no single op of it can be removed. */
+
+/* What makes a candidate fail. */
+typedef enum milk_reduce_check {
+    /* a var (output or intermediate) differs from the tensor of its name
+     * in the reference .npz beyond tolerance (params.verify: tolerances,
+     * error statistic, precision); invalid when no var has a reference
+     * value */
+    MILK_REDUCE_AGAINST = 0,
+    /* a var differs between the run as declared (fp16 storage) and the
+     * run in fp32, beyond tolerance */
+    MILK_REDUCE_FP16_VS_FP32 = 1,
+    /* the rule params.rule matches (enabled by id, whatever its scope;
+     * params.rules gives the target, compute units and precision) */
+    MILK_REDUCE_LINT = 2,
+    /* an external command: run by /bin/sh with each "{}" replaced by the
+     * path of the candidate package (appended if there is none); the
+     * candidate's inputs are in the .npz of the same name beside it. Exit
+     * 0: good, 1: bad (fails), anything else or a signal: invalid. Its
+     * output goes to candidate.log in the work directory. */
+    MILK_REDUCE_COMMAND = 3,
+    MILK_REDUCE_CALLBACK = 4, /* params.fn */
+} milk_reduce_check;
+
+typedef enum milk_reduce_verdict {
+    MILK_REDUCE_GOOD = 0,
+    MILK_REDUCE_BAD = 1,     /* fails the check */
+    MILK_REDUCE_INVALID = 2, /* cannot be judged */
+} milk_reduce_verdict;
+
+/* "good", "bad", "invalid". */
+const char *milk_reduce_verdict_name(milk_reduce_verdict v);
+
+/* One candidate tried. Strings are owned by the result. */
+typedef struct milk_reduce_step {
+    int index;             /* 0 is the whole program */
+    const char *phase;     /* "whole", "outputs", "inputs", "one-op" */
+    const char *change;    /* what the candidate is: "up to op 'x' (conv)",
+                              "from op 'y' (relu) on", "without op 'z' (add)" */
+    int n_ops;             /* its ops, consts not counted */
+    int n_inputs;          /* its model inputs (cut points included) */
+    milk_reduce_verdict verdict;
+    const char *detail;    /* why: the divergent var, the exit status, ... */
+    int kept;              /* 1: the smallest failing program so far */
+    double seconds;        /* to build and check it */
+} milk_reduce_step;
+
+/* The caller's check (MILK_REDUCE_CALLBACK): the verdict on a candidate,
+ * and optionally a line saying why in why (n bytes). */
+typedef milk_reduce_verdict (*milk_reduce_fn)(void *user, const milk_program *candidate,
+                                              char *why, size_t n);
+
+/* milk_reduce_params.modes */
+#define MILK_REDUCE_BISECT 1u /* phases 1 and 2 */
+#define MILK_REDUCE_LINEAR 2u /* phase 3 */
+
+typedef struct milk_reduce_params {
+    milk_reduce_check check;
+    const char *reference;          /* AGAINST: the .npz (inputs, expected values) */
+    const char *rule;               /* LINT: a rule id */
+    const milk_rule_options *rules; /* LINT: target, units, precision; may be NULL */
+    const char *command;            /* COMMAND */
+    /* COMMAND: where each candidate is written (candidate.mlpackage,
+     * candidate.npz, candidate.log; kept afterwards); NULL: a new
+     * directory under $TMPDIR (or /tmp), removed at the end. */
+    const char *work_dir;
+    milk_reduce_fn fn;              /* CALLBACK */
+    void *user;
+    /* The runs: inputs ("NAME=FILE.npy"), seed, precision, tolerances,
+     * error statistic (AGAINST, FP16_VS_FP32); label names the program. */
+    milk_verify_params verify;
+    unsigned modes;                 /* MILK_REDUCE_*; 0: both */
+    int max_candidates;             /* stop after so many (0: no limit) */
+    /* Called after each candidate; NULL for none. */
+    void (*progress)(void *user, const milk_reduce_step *step);
+    void *progress_user;
+} milk_reduce_params;
+
+typedef struct milk_reduce milk_reduce; /* the result of a reduction */
+
+/* Reduce p (function main; p is not changed and must outlive the
+ * result). Fails with MILK_ERR_INVALID_ARG when the whole program does not
+ * fail the check (nothing to reduce; the message gives the verdict and
+ * why) or a parameter is wrong (unknown rule, no command, ...), and as
+ * milk_verify_reference does when inputs or the reference are missing or
+ * malformed. */
+milk_status milk_program_reduce(milk_ctx *ctx, const milk_program *p,
+                                const milk_reduce_params *params, milk_reduce **out);
+void milk_reduce_free(milk_reduce *r);
+/* The smallest failing program found (owned by r). */
+const milk_program *milk_reduce_program(const milk_reduce *r);
+int milk_reduce_step_count(const milk_reduce *r);
+const milk_reduce_step *milk_reduce_step_at(const milk_reduce *r, int i);
+/* Write the result: the package at path (PATH.mlpackage) and beside it,
+ * named after it without ".mlpackage": BASE.npz (the package's inputs as
+ * the last bad candidate got them, and the reference values of its vars:
+ * the reference's tensors, the fp32 run's, or those the whole program
+ * computed; `milk verify PATH --reference BASE.npz` repeats a value
+ * check), BASE.txt (what was kept and cut, the text milk_reduce_print
+ * prints) and BASE.json (every candidate with its verdict). Each file is
+ * written under a temporary name and renamed into place; on failure none
+ * is left. */
+milk_status milk_reduce_save(milk_ctx *ctx, const milk_reduce *r, const char *path);
+/* Print what was kept and cut and how many candidates were tried (the
+ * text of BASE.txt); with MILK_REDUCE_JSON the log of BASE.json:
+ *   {"program", "check", "ops_before", "ops_after", "failure",
+ *    "kept": ["name (type)"], "inputs": [{"name", "origin", "value_from"}],
+ *    "outputs": [names], "candidates": [{"index", "phase", "candidate",
+ *    "ops", "inputs", "verdict": "good"|"bad"|"invalid", "detail", "kept",
+ *    "seconds"}]} */
+#define MILK_REDUCE_JSON 1u
+milk_status milk_reduce_print(milk_ctx *ctx, const milk_reduce *r, FILE *out,
+                              unsigned flags);
 
 #ifdef __cplusplus
 }

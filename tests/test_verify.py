@@ -377,7 +377,8 @@ def test_html_report(milk, tmp_path, planted_ref):
     text = html.read_text()
     assert PLANTED_OP in text and "first-divergence" in text
     # self-contained: no scripts, no links to anything outside the file
-    assert "<script" not in text and "href=" not in text and "src=" not in text
+    assert "<script" not in text and "src=" not in text
+    assert all(h.startswith("#") for h in re.findall(r'href="([^"]*)"', text))  # in-page only
     assert "url(" not in text and "@import" not in text
     assert all(u in ("http://www.w3.org/1999/xhtml", "http://www.w3.org/2000/svg")
                for u in re.findall(r'"(https?://[^"]*)"', text))

@@ -27,5 +27,7 @@ int cmd_lint(milk_ctx *ctx, int argc, char **argv);
 int cmd_convert(milk_ctx *ctx, int argc, char **argv);
 int cmd_verify(milk_ctx *ctx, int argc, char **argv);
 int cmd_extract(milk_ctx *ctx, int argc, char **argv);
+int cmd_merge(milk_ctx *ctx, int argc, char **argv);
+int cmd_debug(milk_ctx *ctx, int argc, char **argv);
 
 #endif

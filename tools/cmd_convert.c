@@ -12,17 +12,18 @@
 #include <time.h>
 
 static const char *convert_usage =
-    "milk convert IN.onnx -o OUT.mlpackage [--target ios15|ios16|ios17|ios18]\n"
+    "milk convert IN.onnx -o OUT.mlpackage [--target ios15..ios18|ios26]\n"
     "       [--precision fp16|fp32] [--input-shape NAME=d0,d1,... ...]\n"
     "       [--compute-units all|cpu_only|cpu_and_gpu|cpu_and_ne]\n"
     "       [--disable-rule ID|all ...] [--enable-rule ID ...] [--keep-fp32 NAME,... ...]\n"
-    "       [--freeze NAME=FILE.npy ...]\n"
+    "       [--freeze NAME=FILE.npy ...] [--state IN=OUT ...]\n"
     "       milk convert --list-ops";
 
 #define MAX_SHAPES 64
 #define MAX_IDS 64
 #define MAX_KEEP 1024
 #define MAX_FREEZE 64
+#define MAX_STATES 256
 
 typedef struct convert_args {
     const char *in, *out;
@@ -31,6 +32,7 @@ typedef struct convert_args {
     const char *freeze_specs[MAX_FREEZE]; /* "NAME=FILE.npy", read later */
     milk_frozen_input freeze[MAX_FREEZE];
     milk_array freeze_data[MAX_FREEZE];
+    milk_state_pair states[MAX_STATES]; /* names point into argv */
     const char *enable[MAX_IDS], *disable[MAX_IDS];
     const char *keep[MAX_KEEP];
     milk_rule_options rules;
@@ -92,7 +94,7 @@ static int parse_option(milk_ctx *ctx, int argc, char **argv, int *i,
         a->out = v;
     } else if (cli_opt(argc, argv, i, "--target", &v)) {
         if (!v || !(a->params.target = milk_target_from_name(v)))
-            return cli_usage(convert_usage, "--target is ios15, ios16, ios17 or ios18");
+            return cli_usage(convert_usage, "--target is ios15..ios18 or ios26 (or macosNN, tvosNN, watchosNN, visionosNN)");
     } else if (cli_opt(argc, argv, i, "--precision", &v)) {
         if (v && strcmp(v, "fp16") == 0) a->params.precision = MILK_CONVERT_FP16;
         else if (v && strcmp(v, "fp32") == 0) a->params.precision = MILK_CONVERT_FP32;
@@ -109,6 +111,14 @@ static int parse_option(milk_ctx *ctx, int argc, char **argv, int *i,
             return cli_usage(convert_usage, "--freeze takes NAME=FILE.npy (at most %d)",
                              MAX_FREEZE);
         a->freeze_specs[a->params.n_freeze++] = v;
+    } else if (cli_opt(argc, argv, i, "--state", &v)) {
+        /* argv's strings are ours to modify (C11 5.1.2.2.1) */
+        char *eq = v ? strchr((char *)v, '=') : NULL;
+        if (!eq || eq == v || !eq[1] || a->params.n_states == MAX_STATES)
+            return cli_usage(convert_usage, "--state takes INPUT=OUTPUT (at most %d)",
+                             MAX_STATES);
+        *eq = 0;
+        a->states[a->params.n_states++] = (milk_state_pair){v, eq + 1};
     } else if (parse_deploy(argc, argv, i, a, &rc)) {
         return rc;
     } else {
@@ -122,6 +132,7 @@ static int parse_args(milk_ctx *ctx, int argc, char **argv, convert_args *a)
     memset(a, 0, sizeof *a);
     a->params.input_shapes = a->shapes;
     a->params.freeze = a->freeze;
+    a->params.states = a->states;
     a->params.keep_fp32 = a->keep;
     a->params.rules = &a->rules;
     a->rules.enable = a->enable;
@@ -289,6 +300,8 @@ static void print_boundary(const convert_args *a, const milk_convert_stats *st)
     if (st->identity_outputs)
         printf("  note: outputs no op computes, produced by identity (Core ML "
                "outputs are op outputs): %s\n", st->identity_note);
+    if (st->states)
+        printf("  states: %s\n", st->state_note);
     for (int i = 0; i < a->params.n_freeze; i++) {
         printf("  %-15s %s = %s (", i ? "" : "frozen:", a->freeze[i].name,
                a->freeze[i].origin);

@@ -11,7 +11,7 @@
 #include <string.h>
 
 static const char *lint_usage =
-    "milk lint PKG [--target ios15..ios18] [--compute-units all|cpu_only|"
+    "milk lint PKG [--target ios15..ios18|ios26] [--compute-units all|cpu_only|"
     "cpu_and_gpu|cpu_and_ne]\n"
     "       [--precision as-declared|fp16] [--disable-rule ID|all] "
     "[--enable-rule ID] [--json]\n"
@@ -41,7 +41,7 @@ static int parse_value(lint_args *a, int argc, char **argv, int *i, bool *used)
     *used = true;
     if (cli_opt(argc, argv, i, "--target", &v)) {
         if (!v || !(a->opts.target = milk_target_from_name(v)))
-            return cli_usage(lint_usage, "--target is ios15, ios16, ios17 or ios18");
+            return cli_usage(lint_usage, "--target is ios15..ios18 or ios26 (or macosNN, tvosNN, watchosNN, visionosNN)");
     } else if (cli_opt(argc, argv, i, "--compute-units", &v)) {
         a->opts.units = milk_compute_units_from_name(v);
         if (a->opts.units == MILK_UNITS_INVALID)

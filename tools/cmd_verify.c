@@ -8,6 +8,7 @@
  * found), 2 on error. The work is done by the library (src/verify,
  * src/onnx). */
 #include "cli.h"
+#include "cli_tol.h"
 
 #include <errno.h>
 #include <math.h>
@@ -20,12 +21,14 @@ static const char *verify_usage =
     "milk verify PKG --reference REF.npz [--input NAME=FILE.npy ...] [--steps N]\n"
     "       milk verify A.mlpackage B.mlpackage [--input NAME=FILE.npy ...] [--seed N]\n"
     "         [--pair A_NAME=B_NAME ...]\n"
-    "       milk verify MODEL.onnx [--target ios15..ios18] [--precision fp16|fp32]\n"
+    "       milk verify MODEL.onnx [--target ios15..ios18|ios26] [--precision fp16|fp32]\n"
     "         [--compute-units all|cpu_only|cpu_and_gpu|cpu_and_ne]\n"
     "         [--keep-fp32 NAME,...] [--suggest-fp32] [--input NAME=FILE.npy ...] [--seed N]\n"
-    "       options: [--atol A] [--rtol R] [--precision as-declared|fp32] [--threads N] [--json]\n"
-    "         [--function NAME]\n"
-    "         [--report FILE.html]";
+    "       options: [--atol A|NAME:A ...] [--rtol R|NAME:R ...]\n"
+    "         [--check-error-stat max|mean|median|elemwise] [--fail-fast]\n"
+    "         [--precision as-declared|fp32] [--json] [--report FILE.html]\n"
+    "         [--save-inputs IN.npz] [--save-outputs OUT.npz] [--function NAME]\n"
+    "         [--threads N]";
 
 #define MAX_INPUTS 64
 #define MAX_KEEP 1024
@@ -37,6 +40,8 @@ typedef struct verify_args {
     const char *inputs[MAX_INPUTS];
     const char *pairs[MAX_INPUTS];
     const char *keep[MAX_KEEP];
+    milk_verify_tolerance tols[MAX_INPUTS];
+    char extract_cmd[8192];
     const char *precision; /* as given: its meaning depends on the mode */
     int json, onnx, suggest, n_pairs;
     int units_given;
@@ -44,15 +49,6 @@ typedef struct verify_args {
     milk_convert_params convert; /* ONNX mode: the deployed conversion */
     milk_verify_params params;
 } verify_args;
-
-/* A finite number >= 0, all of the argument. */
-static int parse_tol(const char *s, double *out)
-{
-    char *end;
-    errno = 0;
-    *out = s ? strtod(s, &end) : 0;
-    return s && *s && !*end && !errno && isfinite(*out) && *out >= 0;
-}
 
 static int parse_seed(const char *s, uint64_t *out)
 {
@@ -89,6 +85,13 @@ static int parse_valued(int argc, char **argv, int *i, verify_args *a)
 {
     const char *v;
     milk_verify_params *p = &a->params;
+    if (cli_opt(argc, argv, i, "--check-error-stat", &v)) {
+        int st = milk_verify_stat_from_name(v);
+        p->error_stat = st < 0 ? MILK_VERIFY_STAT_MAX : (milk_verify_stat)st;
+        return st < 0 ? -1 : 1;
+    }
+    if (cli_opt(argc, argv, i, "--save-inputs", &v)) return (p->save_inputs = v) ? 1 : -1;
+    if (cli_opt(argc, argv, i, "--save-outputs", &v)) return (p->save_outputs = v) ? 1 : -1;
     if (cli_opt(argc, argv, i, "--reference", &v)) return (a->reference = v) ? 1 : -1;
     if (cli_opt(argc, argv, i, "--report", &v)) return (a->report = v) ? 1 : -1;
     if (cli_opt(argc, argv, i, "--input", &v)) {
@@ -96,14 +99,11 @@ static int parse_valued(int argc, char **argv, int *i, verify_args *a)
         a->inputs[p->n_inputs++] = v;
         return 1;
     }
-    if (cli_opt(argc, argv, i, "--atol", &v)) {
-        p->flags |= MILK_VERIFY_SET_ATOL;
-        return parse_tol(v, &p->atol) ? 1 : -1;
-    }
-    if (cli_opt(argc, argv, i, "--rtol", &v)) {
-        p->flags |= MILK_VERIFY_SET_RTOL;
-        return parse_tol(v, &p->rtol) ? 1 : -1;
-    }
+    /* argv's strings are ours to modify (C11 5.1.2.2.1): the name is cut */
+    if (cli_opt(argc, argv, i, "--atol", &v))
+        return cli_parse_tolerance((char *)v, MILK_VERIFY_SET_ATOL, p, a->tols, MAX_INPUTS);
+    if (cli_opt(argc, argv, i, "--rtol", &v))
+        return cli_parse_tolerance((char *)v, MILK_VERIFY_SET_RTOL, p, a->tols, MAX_INPUTS);
     if (cli_opt(argc, argv, i, "--seed", &v)) {
         p->flags |= MILK_VERIFY_SET_SEED;
         return parse_seed(v, &p->seed) ? 1 : -1;
@@ -166,6 +166,7 @@ static int parse_args(int argc, char **argv, verify_args *a)
     memset(a, 0, sizeof *a);
     a->params.inputs = a->inputs;
     a->params.pairs = a->pairs;
+    a->params.tolerances = a->tols;
     a->convert.keep_fp32 = a->keep;
     a->convert.rules = &a->rules;
     for (int i = 0; i < argc; i++) {
@@ -174,6 +175,7 @@ static int parse_args(int argc, char **argv, verify_args *a)
         if (r < 0) return cli_usage(verify_usage, "verify: bad or missing value for %s", opt);
         if (r > 0) continue;
         if (strcmp(argv[i], "--json") == 0) a->json = 1;
+        else if (strcmp(argv[i], "--fail-fast") == 0) a->params.flags |= MILK_VERIFY_FAIL_FAST;
         else if (strcmp(argv[i], "--suggest-fp32") == 0) a->suggest = 1;
         else if (argv[i][0] != '-' && a->n_pkgs < 2) a->pkgs[a->n_pkgs++] = argv[i];
         else return cli_usage(verify_usage, "verify: unexpected argument '%s'", argv[i]);
@@ -251,6 +253,23 @@ static void onnx_labels(const verify_args *a, char *la, char *lb, size_t n)
              kept);
 }
 
+/* The HTML report's extract command for an ONNX model: the package under
+ * test does not exist as a file, so convert it first. */
+static void onnx_extract_command(verify_args *a)
+{
+    const char *m = a->pkgs[0];
+    size_t n = strlen(m) - strlen(".onnx");
+    const char *t = milk_target_name(a->convert.target ? a->convert.target : MILK_TARGET_IOS17);
+    snprintf(a->extract_cmd, sizeof a->extract_cmd,
+             "milk convert %s -o %.*s.mlpackage --target %s --precision %s%s && milk extract "
+             "%.*s.mlpackage --op {op} -o {op}.mlpackage --inputs-from %s",
+             m, (int)n, m, t ? t : "ios17",
+             a->convert.precision == MILK_CONVERT_FP32 ? "fp32" : "fp16",
+             a->convert.n_keep_fp32 ? " --keep-fp32 ..." : "", (int)n, m,
+             a->params.save_inputs ? a->params.save_inputs : "INPUTS.npz");
+    a->params.extract_command = a->extract_cmd;
+}
+
 /* Convert twice: faithfully in fp32 (the reference: every defect rule
  * off, nothing kept) and as it would be deployed (fp16 unless --precision
  * fp32, rules for the compute units, --keep-fp32), then compare every var
@@ -275,6 +294,7 @@ static milk_status compare_onnx(milk_ctx *ctx, verify_args *a, milk_program **p,
     onnx_labels(a, la, lb, sizeof la);
     a->params.ref_label = la;
     a->params.label = lb;
+    onnx_extract_command(a);
     s = milk_verify_programs(ctx, p[0], p[1], &a->params, out); /* copies the labels */
     a->params.ref_label = a->params.label = NULL;
     return s;

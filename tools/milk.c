@@ -92,13 +92,16 @@ static const struct {
     {"ops", cmd_ops, "ops [--markdown]\n"
                      "      list the MIL ops milk knows, their inputs and kernels"},
     {"convert", cmd_convert,
-     "convert IN.onnx -o OUT.mlpackage [--target ios15|ios16|ios17|ios18]\n"
+     "convert IN.onnx -o OUT.mlpackage [--target ios15..ios18|ios26]\n"
      "      [--precision fp16|fp32] [--input-shape NAME=d0,d1,... ...] [--list-ops]\n"
      "      [--compute-units all|cpu_only|cpu_and_gpu|cpu_and_ne] [--disable-rule ID|all]\n"
      "      [--enable-rule ID] [--keep-fp32 NAME,...] [--freeze NAME=FILE.npy ...]\n"
+     "      [--state IN=OUT ...]\n"
      "      convert an ONNX model to a Core ML ML Program package"},
     {"run", cmd_run, "run PKG --input NAME=FILE.npy ... --output OUT.npz\n"
                      "      [--precision as-declared|fp32] [--keep-all] [--reference]\n"
+                     "      [--function NAME] [--inputs FILE.npz] [--steps N]\n"
+                     "      [--state-in S.npz] [--state-out S.npz]\n"
                      "      execute the program with the reference interpreter"},
     {"verify", cmd_verify, "verify PKG --reference REF.npz [--input NAME=FILE.npy ...]\n"
                            "      verify A.mlpackage B.mlpackage [--input ...] [--seed N]\n"
@@ -107,15 +110,29 @@ static const struct {
                            "        [--compute-units U] [--keep-fp32 NAME,...] "
                            "[--suggest-fp32]\n"
                            "      (two packages: [--pair A_NAME=B_NAME ...])\n"
-                           "      [--atol A] [--rtol R] [--precision as-declared|fp32]\n"
-                           "      [--json] [--report FILE.html]\n"
+                           "      [--atol A|NAME:A] [--rtol R|NAME:R] [--check-error-stat "
+                           "max|mean|median|elemwise]\n"
+                           "      [--fail-fast] [--save-inputs IN.npz] [--save-outputs "
+                           "OUT.npz]\n"
+                           "      [--precision as-declared|fp32] [--json] [--report FILE.html]\n"
                            "      compare every value with a reference; name the first "
                            "divergent op\n"
                            "      (exit 0: all match, 1: something diverges, 2: error)"},
     {"extract", cmd_extract, "extract PKG (--op NAME | --from NAME --to NAME) -o SUB.mlpackage\n"
                              "      [--variant zero-bias|lift-1d] [--inputs-from REF.npz]\n"
                              "      cut ops out into a standalone package (and SUB.npz)"},
-    {"lint", cmd_lint, "lint PKG [--target ios15..ios18] [--compute-units all|cpu_only|"
+    {"merge", cmd_merge, "merge [PKG ...] [--function NAME=PKG[:FN] ...] -o OUT.mlpackage "
+                         "[--default NAME]\n"
+                         "      one multifunction package from several; equal weights "
+                         "stored once"},
+    {"debug", cmd_debug,
+     "debug reduce IN.(mlpackage|onnx) -o MIN.mlpackage\n"
+     "      (--against REF.npz | --fp16-vs-fp32 | --lint RULE | --check \"CMD {}\")\n"
+     "      [--input NAME=FILE.npy ...] [--seed N] [--atol A|NAME:A] [--rtol R|NAME:R]\n"
+     "      [--check-error-stat STAT] [--mode bisect|linear|both] [--max-candidates N]\n"
+     "      [--work-dir DIR] [--precision P] [--target T] [--compute-units U] [--json]\n"
+     "      reduce a failing program to a small subgraph that still fails"},
+    {"lint", cmd_lint, "lint PKG [--target ios15..ios18|ios26] [--compute-units all|cpu_only|"
                        "cpu_and_gpu|cpu_and_ne]\n"
                        "      [--precision as-declared|fp16] [--disable-rule ID|all] "
                        "[--enable-rule ID] [--json]\n"

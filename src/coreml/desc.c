@@ -558,7 +558,7 @@ static milk_status feature_derive(coreml_writer *w, const milk_var *v,
         return milk_errorf(w->ctx, MILK_ERR_INVALID_ARG,
                            "function 'main': %s '%s': a %s tensor of %s rank "
                            "cannot be a model %s (Core ML takes fp32, fp16, "
-                           "int32 multi-arrays)",
+                           "int32 multi-arrays, and int8 from iOS26)",
                            input ? "input" : "output", v->name,
                            milk_dtype_name(t->dtype) ? milk_dtype_name(t->dtype) : "?",
                            t->rank < 0 ? "unknown" : "known",
@@ -621,6 +621,16 @@ static milk_status features_write(coreml_writer *w, const milk_feature *rec,
     for (int i = 0; i < n; i++) {
         milk_feature tmp = {0};
         if (!rec) MILK_TRY(feature_derive(w, vars[i], input, &tmp));
+        /* int8 MultiArrays exist from specificationVersion 10 (Model.proto) */
+        if ((rec ? rec[i].array_dtype : tmp.array_dtype) == ADT(INT8) &&
+            w->p->target < MILK_TARGET_IOS26)
+            return milk_errorf(w->ctx, MILK_ERR_INVALID_ARG,
+                               "%s '%s' is int8: Core ML takes int8 model inputs "
+                               "and outputs from iOS26 (specificationVersion 10) "
+                               "on, the program targets %s (milk lint --fix "
+                               "declares them int32)",
+                               input ? "input" : "output", vars[i]->name,
+                               milk_target_name(w->p->target));
         if (!((*out)[i] = feature_write(w, rec ? &rec[i] : &tmp)))
             return MILK_ERR_NOMEM;
     }

@@ -363,7 +363,7 @@ static milk_status function_opset(coreml_reader *r, const pb_function *pf,
     milk_target t = milk_opset_from_proto_name(pf->opset);
     if (!t)
         return milk_errorf(r->ctx, MILK_ERR_UNSUPPORTED,
-                           "opset '%s' is not supported (CoreML5 to CoreML8)",
+                           "opset '%s' is not supported (CoreML5 to CoreML9)",
                            pf->opset);
     if (t > r->p->target)
         return milk_errorf(r->ctx, MILK_ERR_INVALID_MODEL,
@@ -509,11 +509,11 @@ static milk_status model_read(coreml_reader *r, const pb_model *m)
     if (m->type_case != CORE_ML__SPECIFICATION__MODEL__TYPE_ML_PROGRAM || !m->mlprogram)
         return not_a_program(r, m);
     int sv = m->specificationversion;
-    if (sv < MILK_TARGET_IOS15 || sv > MILK_TARGET_IOS18)
-        return milk_errorf(r->ctx, sv > MILK_TARGET_IOS18 ? MILK_ERR_UNSUPPORTED
+    if (sv < MILK_TARGET_IOS15 || sv > MILK_TARGET_IOS26)
+        return milk_errorf(r->ctx, sv > MILK_TARGET_IOS26 ? MILK_ERR_UNSUPPORTED
                                                           : MILK_ERR_INVALID_MODEL,
                            "specificationVersion %d: milk reads ML Programs "
-                           "of specificationVersion 6 (iOS15) to 9 (iOS18)",
+                           "of specificationVersion 6 (iOS15) to 10 (iOS26)",
                            sv);
     if (m->isupdatable)
         return milk_errorf(r->ctx, MILK_ERR_UNSUPPORTED,

@@ -209,6 +209,11 @@ typedef struct milk_fn_features {
     milk_feature *in, *out, *state;
 } milk_fn_features;
 
+/* A deep copy of v in arena a, except borrowed data (the caller's) and
+ * file data (a path and an offset): src/ir/clone.c. NULL if out of
+ * memory. */
+milk_value *milk_value_clone(milk_arena *a, const milk_value *v);
+
 /* ---- states and functions (src/ir/state.c) ------------------------------ */
 
 /* The features recorded for function f (multifunction description, or

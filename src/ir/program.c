@@ -22,7 +22,7 @@ milk_status milk_program_create(milk_ctx *ctx, milk_target target,
     if (!milk_target_name(target))
         return milk_errorf(ctx, MILK_ERR_INVALID_ARG,
                            "unknown deployment target %d (ML Programs need "
-                           "iOS15 to iOS18, specificationVersion 6 to 9)",
+                           "iOS15 to iOS26, specificationVersion 6 to 10)",
                            (int)target);
     milk_arena *a = milk_arena_create();
     milk_program *p = a ? milk_arena_alloc(a, sizeof *p) : NULL;

@@ -105,6 +105,26 @@ static const struct {
     {MILK_TARGET_IOS16, "ios16", "CoreML6"},
     {MILK_TARGET_IOS17, "ios17", "CoreML7"},
     {MILK_TARGET_IOS18, "ios18", "CoreML8"},
+    {MILK_TARGET_IOS26, "ios26", "CoreML9"},
+};
+
+/* The same Core ML releases under the names of the other OSes
+ * (coremltools' AvailableTarget, Model.proto's specificationVersion
+ * comments; visionOS 1 shipped with the iOS17 release, 2 with iOS18). */
+static const struct {
+    const char *name;
+    milk_target target;
+} aliases[] = {
+    {"macos12", MILK_TARGET_IOS15}, {"tvos15", MILK_TARGET_IOS15},
+    {"watchos8", MILK_TARGET_IOS15},
+    {"macos13", MILK_TARGET_IOS16}, {"tvos16", MILK_TARGET_IOS16},
+    {"watchos9", MILK_TARGET_IOS16},
+    {"macos14", MILK_TARGET_IOS17}, {"tvos17", MILK_TARGET_IOS17},
+    {"watchos10", MILK_TARGET_IOS17}, {"visionos1", MILK_TARGET_IOS17},
+    {"macos15", MILK_TARGET_IOS18}, {"tvos18", MILK_TARGET_IOS18},
+    {"watchos11", MILK_TARGET_IOS18}, {"visionos2", MILK_TARGET_IOS18},
+    {"macos26", MILK_TARGET_IOS26}, {"tvos26", MILK_TARGET_IOS26},
+    {"watchos26", MILK_TARGET_IOS26}, {"visionos26", MILK_TARGET_IOS26},
 };
 
 const char *milk_target_name(milk_target t)
@@ -118,6 +138,8 @@ milk_target milk_target_from_name(const char *name)
 {
     for (size_t i = 0; i < MILK_ARRAY_LEN(targets); i++)
         if (strcasecmp(targets[i].name, name) == 0) return targets[i].target;
+    for (size_t i = 0; i < MILK_ARRAY_LEN(aliases); i++)
+        if (strcasecmp(aliases[i].name, name) == 0) return aliases[i].target;
     return (milk_target)0;
 }
 

@@ -244,7 +244,9 @@ static milk_status lower_nodes(milk_cv *c)
             continue;
         }
         int before = c->b->n_ops;
-        milk_status ns = lower_one(c, n);
+        bool state_write;
+        milk_status ns = milk_cv_state_node(c, n, &state_write);
+        if (ns == MILK_OK && !state_write) ns = lower_one(c, n);
         if (ns == MILK_OK) {
             s = milk_cv_origin_record(c, before, i);
             continue;
@@ -284,15 +286,18 @@ static milk_status check_opset(milk_cv *c)
  * model (whose I/O the fp16 pass does not make fp32) needs that target. */
 static milk_status check_io_dtypes(milk_cv *c)
 {
-    if (c->p->target >= MILK_TARGET_IOS16) return MILK_OK;
     for (int i = 0; i < c->fn->n_inputs + c->b->n_outputs; i++) {
         const milk_var *v = i < c->fn->n_inputs ? c->fn->inputs[i]
                                                 : c->b->outputs[i - c->fn->n_inputs];
-        if (v->type.dtype == MILK_DTYPE_FP16)
-            return milk_errorf(c->ctx, MILK_ERR_UNSUPPORTED, "%s: '%s' is an fp16 "
-                               "model %s, which needs --target ios16 or later",
-                               c->file, v->name,
-                               i < c->fn->n_inputs ? "input" : "output");
+        milk_dtype d = v->type.dtype;
+        milk_target need = d == MILK_DTYPE_FP16 ? MILK_TARGET_IOS16
+                           : d == MILK_DTYPE_INT8 ? MILK_TARGET_IOS26 : 0;
+        if (need && c->p->target < need)
+            return milk_errorf(c->ctx, MILK_ERR_UNSUPPORTED, "%s: '%s' is an %s "
+                               "model %s, which needs --target %s or later",
+                               c->file, v->name, milk_dtype_name(d),
+                               i < c->fn->n_inputs ? "input" : "output",
+                               milk_target_name(need));
     }
     return MILK_OK;
 }
@@ -394,6 +399,11 @@ static milk_status run_passes(milk_cv *c, const milk_convert_params *p,
      * constants, and what became constant */
     milk_status s = milk_program_simplify(c->ctx, c->p, MILK_SIMPLIFY_ALL, r);
     if (s != MILK_OK) return milk_error_prefix(c->ctx, "%s", c->file);
+    if (c->states) { /* --state: inputs and outputs become states */
+        s = milk_cv_states_finish(c);
+        if (s == MILK_OK) s = milk_pass_dce(c->ctx, c->fn);
+        if (s != MILK_OK) return milk_error_prefix(c->ctx, "%s", c->file);
+    }
     MILK_TRY(apply_rules(c, p, r));
     MILK_TRY(check_io_dtypes(c));
     s = milk_program_check(c->ctx, c->p);
@@ -413,6 +423,7 @@ static milk_status convert(milk_cv *c, const milk_convert_params *p,
     c->b = milk_function_block(c->fn);
     MILK_TRY(milk_cv_names_assign(c));
     milk_status s = milk_cv_inputs_add(c, p);
+    if (s == MILK_OK) s = milk_cv_states_begin(c, p);
     if (s != MILK_OK) return milk_error_prefix(c->ctx, "%s", c->file);
     MILK_TRY(lower_nodes(c));
     s = milk_cv_outputs_add(c);
@@ -423,6 +434,7 @@ static milk_status convert(milk_cv *c, const milk_convert_params *p,
     s = run_passes(c, p, keep, n_keep, r);
     if (s == MILK_OK && p->stats) {
         stats_fill(c, p->stats, r);
+        milk_cv_states_stats(c, p->stats);
         p->stats->kept_fp32 = count_kept(c, p, keep, n_keep);
     }
     free(keep);
@@ -495,7 +507,7 @@ static milk_status check_params(milk_ctx *ctx, const milk_convert_params *p,
     *target = p->target ? p->target : MILK_TARGET_IOS17;
     if (!milk_target_name(*target))
         return milk_errorf(ctx, MILK_ERR_INVALID_ARG, "unknown deployment "
-                           "target %d (ios15 to ios18)", (int)p->target);
+                           "target %d (ios15 to ios18, ios26)", (int)p->target);
     if (p->precision != MILK_CONVERT_FP16 && p->precision != MILK_CONVERT_FP32)
         return milk_errorf(ctx, MILK_ERR_INVALID_ARG, "unknown precision %d",
                            (int)p->precision);

@@ -84,6 +84,7 @@ typedef struct milk_cv {
     int n_frozen;                /* graph inputs made constants */
     struct milk_cv_origin *origins; /* the node that emitted each op */
     int n_origins, cap_origins;
+    struct milk_cv_states *states; /* --state pairs (convert_state.c) */
 } milk_cv;
 
 /* ---- names (convert_names.c) --------------------------------------------- */
@@ -115,6 +116,21 @@ milk_status milk_cv_inputs_add(milk_cv *c, const milk_convert_params *p);
  * of another output) is then produced by identity, since Core ML outputs
  * are op outputs. Fills the boundary notes. */
 milk_status milk_cv_outputs_add(milk_cv *c);
+
+/* ---- states (convert_state.c) ------------------------------------------- */
+
+/* Check params' --state pairs (graph input and output of one float type
+ * and shape; a growing cache refused) and find the node writing each. */
+milk_status milk_cv_states_begin(milk_cv *c, const milk_convert_params *p);
+/* Lower node n if it is a pair's write (into slice_update, once proven
+ * contiguous) or a Slice only that write reads; *handled says so. */
+milk_status milk_cv_state_node(milk_cv *c, const milk_onnx_node *n,
+                               bool *handled);
+/* After the passes: each pair's input becomes a state read at the top,
+ * its output a write_state at the end. */
+milk_status milk_cv_states_finish(milk_cv *c);
+/* The pairs into the conversion's summary. */
+void milk_cv_states_stats(const milk_cv *c, milk_convert_stats *stats);
 
 /* ---- errors -------------------------------------------------------------- */
 

@@ -52,12 +52,21 @@ static milk_status input_dtype(milk_cv *c, const milk_onnx_value_info *vi,
     case MILK_ONNX_INT32: *dt = MILK_DTYPE_INT32; return MILK_OK;
     case MILK_ONNX_INT64: *dt = MILK_DTYPE_INT32; return MILK_OK;
     case MILK_ONNX_BOOL: *dt = MILK_DTYPE_BOOL; return MILK_OK;
+    case MILK_ONNX_INT8: /* model I/O from iOS26 (specificationVersion 10) */
+        if (c->p->target >= MILK_TARGET_IOS26) {
+            *dt = MILK_DTYPE_INT8;
+            return MILK_OK;
+        }
+        return milk_errorf(c->ctx, MILK_ERR_UNSUPPORTED,
+                           "input '%s' has data type INT8: Core ML takes int8 "
+                           "model inputs from iOS26 on (--target ios26)",
+                           vi->name);
     default: {
         const char *nm = milk_onnx_dtype_name(vi->elem_type);
         return milk_errorf(c->ctx, MILK_ERR_UNSUPPORTED,
                            "input '%s' has data type %s: Core ML model inputs "
                            "are float, float16 or int32 (int64 and bool become "
-                           "int32)", vi->name, nm ? nm : "?");
+                           "int32; int8 from iOS26)", vi->name, nm ? nm : "?");
     }
     }
 }

@@ -16,6 +16,7 @@ static void mark_inputs(const milk_op *op, bool *used)
 
 static bool is_live(const milk_op *op, const bool *used)
 {
+    if (op->n_outputs == 0) return true; /* write_state: an effect */
     for (int k = 0; k < op->n_outputs; k++)
         if (used[op->outputs[k]->id]) return true;
     return op->n_blocks > 0; /* control flow: keep, its blocks may matter */

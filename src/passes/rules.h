@@ -195,6 +195,7 @@ milk_status milk_fix_gather_scalar(milk_rule_run *rr, milk_op *op);
 milk_status milk_fix_names(milk_rule_run *rr, milk_op *op);
 milk_status milk_fix_io_types(milk_rule_run *rr, milk_op *op);
 milk_status milk_fix_state_align32(milk_rule_run *rr, milk_op *op);
+milk_status milk_fix_io_int8(milk_rule_run *rr, milk_op *op);
 
 /* The clamp value of fp16-mask-sentinel. */
 #define MILK_MASK_SAFE (-1.0e4)

@@ -134,45 +134,6 @@ static milk_status select_taken(milk_ctx *ctx, const milk_function *fn,
 
 /* ---- copying values and ops -------------------------------------------------- */
 
-static milk_value *clone_value(milk_arena *a, const milk_value *v);
-
-static bool clone_data(milk_arena *a, milk_value *c, const milk_value *v)
-{
-    if (v->data.kind == MILK_DATA_FILE)
-        return (c->data.path = milk_arena_strdup(a, v->data.path)) != NULL;
-    if (v->data.kind != MILK_DATA_INLINE || !v->data.ptr) return true;
-    if (v->type.dtype == MILK_DTYPE_STRING) {
-        int64_t n = milk_tensor_type_count(&v->type);
-        const char *const *src = v->data.ptr;
-        const char **s = milk_arena_alloc(a, (size_t)(n > 0 ? n : 1) * sizeof *s);
-        for (int64_t i = 0; s && i < n; i++)
-            if (!(s[i] = milk_arena_strdup(a, src[i]))) return false;
-        c->data.ptr = s;
-        return s != NULL;
-    }
-    uint64_t nb;
-    if (!milk_value_nbytes(v, &nb) || nb > SIZE_MAX) return false;
-    c->data.ptr = milk_arena_memdup(a, v->data.ptr, nb ? (size_t)nb : 1);
-    return c->data.ptr != NULL;
-}
-
-/* A deep copy in arena a, except borrowed data (the caller's) and file
- * data (a path and offset). */
-static milk_value *clone_value(milk_arena *a, const milk_value *v)
-{
-    milk_value *c = milk_arena_alloc(a, sizeof *c);
-    if (!c) return NULL;
-    *c = *v;
-    if (v->kind == MILK_VALUE_TENSOR && !clone_data(a, c, v)) return NULL;
-    if (v->n > 0) {
-        c->items = milk_arena_alloc(a, (size_t)v->n * sizeof *c->items);
-        if (!c->items) return NULL;
-        for (int i = 0; i < v->n; i++)
-            if (!(c->items[i] = clone_value(a, v->items[i]))) return NULL;
-    }
-    return c;
-}
-
 typedef struct cloner {
     milk_ctx *ctx;
     milk_program *q;
@@ -187,7 +148,7 @@ static milk_status clone_shell(cloner *c, const milk_op *op, milk_op **out)
     milk_op *n = milk_op_new(a, op->kind, op->name);
     if (!n) return nomem(c->ctx);
     for (int i = 0; i < op->attrs.n; i++) {
-        milk_value *val = clone_value(a, op->attrs.a[i].val);
+        milk_value *val = milk_value_clone(a, op->attrs.a[i].val);
         if (!val) return nomem(c->ctx);
         MILK_TRY(milk_attrs_set(c->ctx, a, &n->attrs, op->attrs.a[i].key, val));
     }
@@ -203,7 +164,7 @@ static milk_status clone_const(cloner *c, const milk_op *op)
 {
     milk_op *n;
     MILK_TRY(clone_shell(c, op, &n));
-    if (op->val && !(n->val = clone_value(c->q->arena, op->val))) return nomem(c->ctx);
+    if (op->val && !(n->val = milk_value_clone(c->q->arena, op->val))) return nomem(c->ctx);
     return milk_block_append(c->ctx, c->f->block, n);
 }
 
@@ -221,7 +182,7 @@ static milk_status clone_op(cloner *c, const milk_op *op)
     for (int i = 0; i < op->n_args; i++)
         for (int j = 0; j < op->args[i].n; j++) {
             const milk_binding *b = &op->args[i].b[j];
-            milk_value *val = b->value ? clone_value(a, b->value) : NULL;
+            milk_value *val = b->value ? milk_value_clone(a, b->value) : NULL;
             if (b->value && !val) return nomem(c->ctx);
             MILK_TRY(milk_op_bind(c->ctx, a, n, op->args[i].param,
                                   b->var ? c->map[b->var->id] : NULL, val));
@@ -254,6 +215,38 @@ static milk_status add_inputs(cloner *c, const milk_block *b, const bool *take)
     return MILK_OK;
 }
 
+/* Is v read by a taken op, or a model output of the source? */
+static bool read_by_taken(const milk_block *b, const bool *take, const milk_var *v,
+                          bool *model_output)
+{
+    *model_output = false;
+    for (int i = 0; i < b->n_outputs; i++) *model_output |= b->outputs[i] == v;
+    for (int i = 0; i < b->n_ops; i++) {
+        const milk_op *op = b->ops[i];
+        for (int a = 0; take[i] && a < op->n_args; a++)
+            for (int j = 0; j < op->args[a].n; j++)
+                if (op->args[a].b[j].var == v) return true;
+    }
+    return false;
+}
+
+/* The model outputs: the outputs of op `last`, or (last < 0) every output
+ * of a taken op that no taken op reads, and every model output of the
+ * source that a taken op computes, in program order. */
+static milk_status add_outputs(cloner *c, const milk_block *b, const bool *take, int last)
+{
+    for (int i = last >= 0 ? last : 0; i < b->n_ops; i++) {
+        const milk_op *op = b->ops[i];
+        for (int k = 0; take[i] && k < op->n_outputs; k++) {
+            bool model_output, read = read_by_taken(b, take, op->outputs[k], &model_output);
+            if (last < 0 && read && !model_output) continue;
+            MILK_TRY(milk_block_add_output(c->ctx, c->f->block, c->map[op->outputs[k]->id]));
+        }
+        if (last >= 0) break;
+    }
+    return MILK_OK;
+}
+
 static milk_status copy_ops(cloner *c, const milk_function *fn, const bool *take,
                             int last)
 {
@@ -261,10 +254,7 @@ static milk_status copy_ops(cloner *c, const milk_function *fn, const bool *take
     MILK_TRY(add_inputs(c, b, take));
     for (int i = 0; i < b->n_ops; i++)
         if (take[i]) MILK_TRY(clone_op(c, b->ops[i]));
-    for (int k = 0; k < b->ops[last]->n_outputs; k++)
-        MILK_TRY(milk_block_add_output(c->ctx, c->f->block,
-                                       c->map[b->ops[last]->outputs[k]->id]));
-    return MILK_OK;
+    return add_outputs(c, b, take, last);
 }
 
 /* ---- the new program ---------------------------------------------------------- */
@@ -309,6 +299,41 @@ static milk_status extract(milk_ctx *ctx, const milk_function *fn,
     if (s == MILK_OK && params->variant != MILK_EXTRACT_PLAIN)
         s = vf_variant_apply(ctx, f, params->variant);
     return s;
+}
+
+milk_status vf_extract_set(milk_ctx *ctx, const milk_program *p, const milk_function *fn,
+                           const bool *take_ops, const char *description, milk_program **out)
+{
+    *out = NULL;
+    for (int i = 0; i < fn->block->n_ops; i++) {
+        const milk_op *op = fn->block->ops[i];
+        if (take_ops[i] && (op->kind == MILK_OP_const_ || milk_op_is_constexpr(op) || op->n_blocks))
+            return milk_errorf(ctx, MILK_ERR_INVALID_ARG, "op '%s' (%s) cannot be taken: %s",
+                               op->name, milk_ops[op->kind]->name,
+                               op->n_blocks ? "it has nested blocks"
+                                            : "a constant goes with its readers");
+    }
+    bool *take = malloc(((size_t)fn->block->n_ops + 1) * sizeof *take);
+    if (!take) return nomem(ctx);
+    milk_copy(take, take_ops, (size_t)fn->block->n_ops * sizeof *take);
+    take_constexprs(fn, take);
+    milk_program *q = NULL;
+    milk_function *f = NULL;
+    milk_status s = new_program(ctx, p, fn, &q, &f);
+    cloner c = {ctx, q, f, calloc((size_t)fn->n_vars + 1, sizeof(milk_var *))};
+    if (s == MILK_OK && !c.map) s = nomem(ctx);
+    if (s == MILK_OK) s = copy_ops(&c, fn, take, -1);
+    free(c.map);
+    free(take);
+    if (s == MILK_OK && description)
+        s = milk_program_set_metadata(ctx, q, "shortDescription", description);
+    if (s == MILK_OK) s = milk_program_check(ctx, q);
+    if (s != MILK_OK) {
+        milk_program_free(q);
+        return s;
+    }
+    *out = q;
+    return MILK_OK;
 }
 
 milk_status milk_program_extract(milk_ctx *ctx, const milk_program *p,

@@ -16,9 +16,36 @@ static double elem_err(float g, float w)
     return fabs((double)g - (double)w);
 }
 
-void vf_compare(const float *got, const float *want, int64_t n, vf_metrics *m)
+/* The k-th smallest of x[0..n) (0 <= k < n), reordering x: Hoare's
+ * selection, O(n) on average. */
+static float select_kth(float *x, int64_t n, int64_t k)
 {
-    double sig = 0, noise = 0;
+    int64_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        float pivot = x[lo + (hi - lo) / 2];
+        int64_t i = lo, j = hi;
+        while (i <= j) {
+            while (x[i] < pivot) i++;
+            while (x[j] > pivot) j--;
+            if (i <= j) {
+                float t = x[i];
+                x[i++] = x[j];
+                x[j--] = t;
+            }
+        }
+        if (k <= j) hi = j;
+        else if (k >= i) lo = i;
+        else return x[k];
+    }
+    return x[k];
+}
+
+milk_status vf_compare(milk_ctx *ctx, const float *got, const float *want, int64_t n,
+                       double atol, double rtol, vf_metrics *m)
+{
+    double sig = 0, noise = 0, sum = 0;
+    float *err = malloc((size_t)(n > 0 ? n : 1) * sizeof *err);
+    if (!err) return milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
     memset(m, 0, sizeof *m);
     for (int64_t i = 0; i < n; i++) {
         double e = elem_err(got[i], want[i]);
@@ -28,25 +55,66 @@ void vf_compare(const float *got, const float *want, int64_t n, vf_metrics *m)
             if (a > m->max_want) m->max_want = a;
             sig += a * a;
         }
+        m->n_beyond += e > atol + rtol * (isfinite(want[i]) ? fabs((double)want[i]) : 0.0);
         noise += e * e;
+        sum += e;
+        err[i] = (float)e;
     }
     if (m->max_want > 0) m->max_rel = m->max_abs / m->max_want;
     else m->max_rel = m->max_abs > 0 ? INFINITY : 0.0;
-    if (noise == 0) m->snr_db = INFINITY;
-    else m->snr_db = sig > 0 ? 10.0 * log10(sig / noise) : -INFINITY;
+    if (noise == 0) m->snr_db = m->psnr_db = INFINITY;
+    else {
+        m->snr_db = sig > 0 ? 10.0 * log10(sig / noise) : -INFINITY;
+        m->psnr_db = m->max_want > 0 ? 10.0 * log10(m->max_want * m->max_want * (double)n / noise)
+                                     : -INFINITY;
+    }
+    m->mean_abs = n > 0 ? sum / (double)n : 0.0;
+    if (n > 0) {
+        /* the median of an even count: the mean of the two middle ones */
+        double hi = select_kth(err, n, n / 2);
+        m->median_abs = n % 2 ? hi : 0.5 * (hi + select_kth(err, n / 2, n / 2 - 1));
+    }
+    free(err);
+    return MILK_OK;
 }
 
-bool vf_within(const vf_metrics *m, double atol, double rtol)
+bool vf_within(const vf_metrics *m, milk_verify_stat stat, double atol, double rtol)
 {
-    return m->max_abs <= atol + rtol * m->max_want;
+    double bound = atol + rtol * m->max_want;
+    switch (stat) {
+    case MILK_VERIFY_STAT_MEAN: return m->mean_abs <= bound;
+    case MILK_VERIFY_STAT_MEDIAN: return m->median_abs <= bound;
+    case MILK_VERIFY_STAT_ELEMWISE: return m->n_beyond == 0;
+    case MILK_VERIFY_STAT_MAX: break;
+    }
+    return m->max_abs <= bound;
 }
 
-void vf_tolerance(const milk_verify *v, bool fp16, double *atol, double *rtol)
+const char *milk_verify_stat_name(milk_verify_stat s)
+{
+    static const char *const names[] = {"max", "mean", "median", "elemwise"};
+    return (unsigned)s < MILK_ARRAY_LEN(names) ? names[s] : NULL;
+}
+
+int milk_verify_stat_from_name(const char *name)
+{
+    for (int i = 0; name && i <= MILK_VERIFY_STAT_ELEMWISE; i++)
+        if (strcmp(name, milk_verify_stat_name((milk_verify_stat)i)) == 0) return i;
+    return -1;
+}
+
+void vf_tolerance(const milk_verify *v, bool fp16, const char *var, double *atol,
+                  double *rtol)
 {
     *atol = fp16 ? MILK_VERIFY_ATOL_FP16 : MILK_VERIFY_ATOL_FP32;
     *rtol = fp16 ? MILK_VERIFY_RTOL_FP16 : MILK_VERIFY_RTOL_FP32;
     if (v->flags & MILK_VERIFY_SET_ATOL) *atol = v->atol;
     if (v->flags & MILK_VERIFY_SET_RTOL) *rtol = v->rtol;
+    for (int i = 0; var && i < v->n_tols; i++) {
+        if (strcmp(v->tols[i].var, var) != 0) continue;
+        if (v->tols[i].set & MILK_VERIFY_SET_ATOL) *atol = v->tols[i].atol;
+        if (v->tols[i].set & MILK_VERIFY_SET_RTOL) *rtol = v->tols[i].rtol;
+    }
 }
 
 /* Dims other than 1, in order. */

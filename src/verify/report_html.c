@@ -36,7 +36,9 @@ static const char css[] =
     ".pt.diverged{fill:#e22}.pt.propagated{fill:#e90}"
     ".pt.first{stroke:#000;stroke-width:2}"
     ".first-line{stroke:#e22;stroke-dasharray:4,3}"
-    ".overflow{fill:#a0c}";
+    ".overflow{fill:#a0c}"
+    "summary{cursor:pointer}details code{display:block;white-space:pre-wrap;font-size:11px;"
+    "background:#f4f4f4;padding:2px 4px}";
 
 /* ---- escaping ------------------------------------------------------------- */
 
@@ -186,15 +188,15 @@ static void chart_points(FILE *f, const milk_verify *v, const scale *s)
         if (t > 0 && isfinite(t))
             fprintf(f, "<line class=\"tol\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>\n",
                     x - 5, x + 5, sy(s, t), sy(s, t));
-        fprintf(f, "<circle class=\"pt %s%s\" cx=\"%.1f\" cy=\"%.1f\" r=\"%s\"><title>",
-                vf_state_name(r->state), i == v->first ? " first" : "", x, sy(s, r->max_rel),
-                i == v->first ? "6" : "3.5");
+        fprintf(f, "<a href=\"#row-%d\"><circle class=\"pt %s%s\" cx=\"%.1f\" cy=\"%.1f\" "
+                   "r=\"%s\"><title>", i, vf_state_name(r->state), i == v->first ? " first" : "",
+                x, sy(s, r->max_rel), i == v->first ? "6" : "3.5");
         esc(f, r->op);
         fprintf(f, " (%s) -&gt; ", r->op_type);
         esc(f, r->var);
         fputs(": max rel error ", f);
         num(f, r->max_rel, "%.3g");
-        fprintf(f, ", %s</title></circle>\n", vf_state_name(r->state));
+        fprintf(f, ", %s</title></circle></a>\n", vf_state_name(r->state));
     }
 }
 
@@ -208,8 +210,8 @@ static void chart(FILE *f, const milk_verify *v)
     chart_points(f, v, &s);
     fputs("</svg>\n<p>Points: max relative error of each compared var (green ok, red "
           "diverged, orange propagated; bold ring: first divergence; exact zeros on the bottom "
-          "band, infinite ones on the top band). Green ticks: the tolerance. Purple triangles: ops whose values overflowed "
-          "fp16 or became inf or NaN.</p>\n", f);
+          "band, infinite ones on the top band; click one for its row). Green ticks: the tolerance. "
+          "Purple triangles: ops whose values overflowed fp16 or became inf or NaN.</p>\n", f);
 }
 
 /* ---- summary and table ------------------------------------------------------- */
@@ -227,6 +229,9 @@ static void summary(FILE *f, const milk_verify *v)
     if (v->random) fprintf(f, " Random inputs, seed %llu.", (unsigned long long)v->seed);
     fprintf(f, " %d vars compared, %d op outputs without reference value.</p>\n", v->n_rows,
             v->n_unchecked);
+    if (v->stopped)
+        fputs("<p>Comparing stopped at the first var beyond tolerance (fail fast): later "
+              "vars were not compared.</p>\n", f);
     if (v->first < 0) {
         fputs("<p class=\"verdict good\">Every compared var matches.</p>\n", f);
         return;
@@ -240,7 +245,12 @@ static void summary(FILE *f, const milk_verify *v)
     num(f, r->max_abs, "%.3g");
     fputs(", max rel ", f);
     num(f, r->max_rel, "%.3g");
-    fputs(".</p>\n", f);
+    fputs(", SNR ", f);
+    num(f, r->snr_db, "%.1f");
+    fputs(" dB, PSNR ", f);
+    num(f, r->psnr_db, "%.1f");
+    fputs(" dB. <a href=\"#row-", f);
+    fprintf(f, "%d\">Extract it.</a></p>\n", v->first);
     if (v->n_suspects == 0) {
         fputs("<p>Every input of this op matches the reference or is a model input or "
               "constant.</p>\n", f);
@@ -256,15 +266,69 @@ static void summary(FILE *f, const milk_verify *v)
     fputs("</ul>\n", f);
 }
 
+/* s for a shell command: as is when it holds only safe characters, else
+ * in single quotes. */
+static void shell_word(FILE *f, const char *s)
+{
+    bool safe = *s != 0;
+    for (const char *p = s; *p; p++)
+        safe &= (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                (*p >= '0' && *p <= '9') || strchr("_-./@:=+,", *p) != NULL;
+    if (safe) {
+        esc(f, s);
+        return;
+    }
+    fputc('\'', f);
+    for (const char *p = s; *p; p++) {
+        char c[2] = {*p, 0};
+        esc(f, *p == '\'' ? "'\\''" : c);
+    }
+    fputc('\'', f);
+}
+
+/* The command that extracts row r's op: the caller's template with each
+ * "{op}" replaced, or `milk extract` of the program under test with the
+ * inputs of the run. */
+static void extract_command(FILE *f, const milk_verify *v, const milk_verify_row *r)
+{
+    const char *t = v->extract_command;
+    if (t) {
+        for (const char *p = t; *p;) {
+            if (strncmp(p, "{op}", 4) == 0) {
+                esc(f, r->op);
+                p += 4;
+                continue;
+            }
+            char c[2] = {*p++, 0};
+            esc(f, c);
+        }
+        return;
+    }
+    const char *inputs = v->two_programs ? v->save_inputs : v->ref_label;
+    fputs("milk extract ", f);
+    shell_word(f, v->label);
+    fputs(" --op ", f);
+    shell_word(f, r->op);
+    fputs(" -o ", f);
+    char out[1100];
+    snprintf(out, sizeof out, "%.1000s.mlpackage", r->op);
+    shell_word(f, out);
+    fputs(" --inputs-from ", f);
+    shell_word(f, inputs ? inputs : "INPUTS.npz");
+}
+
 static void table_row(FILE *f, const milk_verify *v, int i)
 {
     const milk_verify_row *r = &v->rows[i];
     char shape[256];
     vf_shape_str(&r->type, shape, sizeof shape);
-    fprintf(f, "<tr class=\"%s%s\"><td class=\"n\">%d</td><td>", vf_state_name(r->state),
-            i == v->first ? " first" : "", r->op_index);
+    fprintf(f, "<tr class=\"%s%s\" id=\"row-%d\"><td class=\"n\">%d</td><td><details>"
+               "<summary>", vf_state_name(r->state), i == v->first ? " first" : "", i,
+            r->op_index);
     esc(f, r->op);
-    fprintf(f, "</td><td>%s</td><td>", r->op_type);
+    fputs("</summary><code>", f);
+    extract_command(f, v, r);
+    fprintf(f, "</code></details></td><td>%s</td><td>", r->op_type);
     esc(f, r->var);
     if (strcmp(r->var, r->ref) != 0) {
         fputs(" (ref ", f);
@@ -279,6 +343,12 @@ static void table_row(FILE *f, const milk_verify *v, int i)
     num(f, r->max_rel, "%.3g");
     fputs("</td><td class=\"n\">", f);
     num(f, r->snr_db, "%.1f");
+    fputs("</td><td class=\"n\">", f);
+    num(f, r->psnr_db, "%.1f");
+    fputs("</td><td class=\"n\">", f);
+    num(f, r->mean_abs, "%.3g");
+    fputs("</td><td class=\"n\">", f);
+    num(f, r->median_abs, "%.3g");
     fprintf(f, "</td><td>%s</td><td class=\"n\">%lld</td></tr>\n", vf_state_name(r->state),
             (long long)(r->n_overflow + r->n_inf + r->n_nan));
 }
@@ -286,8 +356,8 @@ static void table_row(FILE *f, const milk_verify *v, int i)
 static void table(FILE *f, const milk_verify *v)
 {
     fputs("<table>\n<tr><th>#</th><th>op</th><th>type</th><th>var</th><th>shape</th>"
-          "<th>max abs</th><th>max rel</th><th>SNR dB</th><th>status</th>"
-          "<th>fp16 overflow/inf/NaN</th></tr>\n", f);
+          "<th>max abs</th><th>max rel</th><th>SNR dB</th><th>PSNR dB</th><th>mean abs</th>"
+          "<th>median abs</th><th>status</th><th>fp16 overflow/inf/NaN</th></tr>\n", f);
     for (int i = 0; i < v->n_rows; i++) table_row(f, v, i);
     fputs("</table>\n", f);
 }
@@ -318,7 +388,8 @@ static void page(FILE *f, const milk_verify *v)
     summary(f, v);
     chart(f, v);
     overflows(f, v);
-    fputs("<h2>Compared vars, in program order</h2>\n", f);
+    fputs("<h2>Compared vars, in program order</h2>\n<p>Click an op for the command that "
+          "extracts it into a standalone package with its inputs.</p>\n", f);
     table(f, v);
     fputs("</body>\n</html>\n", f);
 }

@@ -20,18 +20,42 @@ const char *vf_state_name(milk_verify_state s)
 void vf_tolerance_str(const milk_verify *v, char *buf, size_t n)
 {
     double a32, r32, a16, r16;
-    vf_tolerance(v, false, &a32, &r32);
-    vf_tolerance(v, true, &a16, &r16);
+    vf_tolerance(v, false, NULL, &a32, &r32);
+    vf_tolerance(v, true, NULL, &a16, &r16);
+    size_t k;
     if (a32 == a16 && r32 == r16)
-        snprintf(buf, n, "atol %g rtol %g", a32, r32);
+        k = (size_t)snprintf(buf, n, "atol %g rtol %g", a32, r32);
     else
-        snprintf(buf, n, "fp32 atol %g rtol %g, fp16 atol %g rtol %g", a32, r32,
-                 a16, r16);
+        k = (size_t)snprintf(buf, n, "fp32 atol %g rtol %g, fp16 atol %g rtol %g", a32, r32,
+                             a16, r16);
+    for (int i = 0; i < v->n_tols && k < n; i++) {
+        const milk_verify_tolerance *t = &v->tols[i];
+        k += (size_t)snprintf(buf + k, n - k, "; %s:", t->var);
+        if ((t->set & MILK_VERIFY_SET_ATOL) && k < n)
+            k += (size_t)snprintf(buf + k, n - k, " atol %g", t->atol);
+        if ((t->set & MILK_VERIFY_SET_RTOL) && k < n)
+            k += (size_t)snprintf(buf + k, n - k, " rtol %g", t->rtol);
+    }
+    if (k < n)
+        snprintf(buf + k, n - k, "; checking the %s error", milk_verify_stat_name(v->stat));
+}
+
+/* The column of the statistic checked, when it is not the max. */
+static const char *stat_head(const milk_verify *v)
+{
+    switch (v->stat) {
+    case MILK_VERIFY_STAT_MEAN: return "mean abs";
+    case MILK_VERIFY_STAT_MEDIAN: return "median abs";
+    case MILK_VERIFY_STAT_ELEMWISE: return "beyond";
+    case MILK_VERIFY_STAT_MAX: break;
+    }
+    return NULL;
 }
 
 /* ---- the table ------------------------------------------------------------ */
 
-enum { C_POS, C_OP, C_TYPE, C_VAR, C_SHAPE, C_ABS, C_REL, C_SNR, C_STATUS, C_NOTES, NCOL };
+enum { C_POS, C_OP, C_TYPE, C_VAR, C_SHAPE, C_ABS, C_REL, C_STAT, C_SNR, C_PSNR, C_STATUS,
+       C_NOTES, NCOL };
 #define CELL 160
 
 static void fmt_num(char *buf, double x, const char *fmt)
@@ -51,6 +75,12 @@ static void row_cells(const milk_verify *v, int i, char cells[NCOL][CELL])
     fmt_num(cells[C_ABS], r->max_abs, "%.3g");
     fmt_num(cells[C_REL], r->max_rel, "%.3g");
     fmt_num(cells[C_SNR], r->snr_db, "%.1f");
+    fmt_num(cells[C_PSNR], r->psnr_db, "%.1f");
+    if (v->stat == MILK_VERIFY_STAT_MEAN) fmt_num(cells[C_STAT], r->mean_abs, "%.3g");
+    else if (v->stat == MILK_VERIFY_STAT_MEDIAN) fmt_num(cells[C_STAT], r->median_abs, "%.3g");
+    else if (v->stat == MILK_VERIFY_STAT_ELEMWISE)
+        snprintf(cells[C_STAT], CELL, "%lld", (long long)r->n_beyond);
+    else cells[C_STAT][0] = 0;
     snprintf(cells[C_STATUS], CELL, "%s", r->state == MILK_VERIFY_DIVERGED
                                              ? "DIVERGED" : vf_state_name(r->state));
     size_t k = 0;
@@ -67,12 +97,14 @@ static void row_cells(const milk_verify *v, int i, char cells[NCOL][CELL])
 }
 
 /* Numbers right-aligned, text left-aligned, no trailing blanks. */
-static void print_line(FILE *out, char cells[NCOL][CELL], const int *w)
+static void print_line(FILE *out, char cells[NCOL][CELL], const int *w, bool stat)
 {
     char line[NCOL * (CELL + 2) + 1];
     size_t k = 0;
     for (int c = 0; c < NCOL; c++) {
-        bool num = c == C_POS || c == C_ABS || c == C_REL || c == C_SNR;
+        if (c == C_STAT && !stat) continue;
+        bool num = c == C_POS || c == C_ABS || c == C_REL || c == C_STAT || c == C_SNR ||
+                   c == C_PSNR;
         k += (size_t)snprintf(line + k, sizeof line - k, num ? "%*s  " : "%-*s  ", w[c],
                               cells[c]);
     }
@@ -82,8 +114,9 @@ static void print_line(FILE *out, char cells[NCOL][CELL], const int *w)
 
 static milk_status print_table(const milk_verify *v, FILE *out)
 {
-    static const char *const head[NCOL] = {"#", "op", "type", "var", "shape", "max abs",
-                                           "max rel", "SNR dB", "status", ""};
+    const char *const head[NCOL] = {"#", "op", "type", "var", "shape", "max abs", "max rel",
+                                    stat_head(v) ? stat_head(v) : "", "SNR dB", "PSNR dB",
+                                    "status", ""};
     char (*cells)[NCOL][CELL] = malloc(((size_t)v->n_rows + 1) * sizeof *cells);
     if (!cells) return MILK_ERR_NOMEM;
     int w[NCOL];
@@ -96,8 +129,8 @@ static milk_status print_table(const milk_verify *v, FILE *out)
         for (int c = 0; c < NCOL; c++)
             if ((int)strlen(cells[i][c]) > w[c]) w[c] = (int)strlen(cells[i][c]);
     }
-    print_line(out, cells[v->n_rows], w);
-    for (int i = 0; i < v->n_rows; i++) print_line(out, cells[i], w);
+    print_line(out, cells[v->n_rows], w, stat_head(v) != NULL);
+    for (int i = 0; i < v->n_rows; i++) print_line(out, cells[i], w, stat_head(v) != NULL);
     free(cells);
     return MILK_OK;
 }
@@ -113,10 +146,13 @@ static void print_first(const milk_verify *v, FILE *out)
     const milk_verify_row *r = &v->rows[v->first];
     char shape[CELL];
     vf_shape_str(&r->type, shape, sizeof shape);
+    char snr[CELL], psnr[CELL];
+    fmt_num(snr, r->snr_db, "%.1f");
+    fmt_num(psnr, r->psnr_db, "%.1f");
     fprintf(out, "first divergence: op '%s' (%s), var '%s' %s: max abs error %.3g, "
-                 "max rel %.3g (tolerance atol %g rtol %g)%s\n",
-            r->op, r->op_type, r->var, shape, r->max_abs, r->max_rel, r->atol, r->rtol,
-            r->shape_mismatch ? "; the reference has another shape" : "");
+                 "max rel %.3g, SNR %s dB, PSNR %s dB (tolerance atol %g rtol %g)%s\n",
+            r->op, r->op_type, r->var, shape, r->max_abs, r->max_rel, snr, psnr, r->atol,
+            r->rtol, r->shape_mismatch ? "; the reference has another shape" : "");
     if (v->n_suspects == 0) {
         fprintf(out, "  every input of this op matches %s or is a model input or "
                      "constant: the op itself computes differently\n", v->ref_label);
@@ -155,6 +191,9 @@ static void print_summary(const milk_verify *v, FILE *out)
     fprintf(out, "\n%d vars compared: %d ok, %d diverged, %d propagated; %d op "
                  "outputs without reference value\n",
             v->n_rows, n[0], n[1], n[2], v->n_unchecked);
+    if (v->stopped)
+        fprintf(out, "stopped at the first var beyond tolerance (fail fast): later vars "
+                     "were not compared\n");
     print_first(v, out);
     print_audit(v, out, n[MILK_VERIFY_DIVERGED]);
     for (int i = 0; i < v->n_flags; i++) {
@@ -224,6 +263,10 @@ static cJSON *json_row(const milk_verify *v, int i)
     add_num(o, "max_abs", r->max_abs);
     add_num(o, "max_rel", r->max_rel);
     add_num(o, "snr_db", r->snr_db);
+    add_num(o, "psnr_db", r->psnr_db);
+    add_num(o, "mean_abs", r->mean_abs);
+    add_num(o, "median_abs", r->median_abs);
+    cJSON_AddNumberToObject(o, "beyond", (double)r->n_beyond);
     add_num(o, "atol", r->atol);
     add_num(o, "rtol", r->rtol);
     cJSON_AddStringToObject(o, "status", vf_state_name(r->state));
@@ -278,6 +321,17 @@ static cJSON *json_result(const milk_verify *v)
     if (v->random) cJSON_AddNumberToObject(o, "seed", (double)v->seed);
     else cJSON_AddNullToObject(o, "seed");
     cJSON_AddBoolToObject(o, "ok", v->first < 0);
+    cJSON_AddStringToObject(o, "error_stat", milk_verify_stat_name(v->stat));
+    cJSON_AddBoolToObject(o, "stopped", v->stopped);
+    cJSON *tols = cJSON_AddArrayToObject(o, "tolerances");
+    for (int i = 0; tols && i < v->n_tols; i++) {
+        cJSON *t = cJSON_CreateObject();
+        if (!t) continue;
+        cJSON_AddStringToObject(t, "var", v->tols[i].var);
+        if (v->tols[i].set & MILK_VERIFY_SET_ATOL) add_num(t, "atol", v->tols[i].atol);
+        if (v->tols[i].set & MILK_VERIFY_SET_RTOL) add_num(t, "rtol", v->tols[i].rtol);
+        cJSON_AddItemToArray(tols, t);
+    }
     cJSON *rows = cJSON_AddArrayToObject(o, "rows");
     for (int i = 0; rows && i < v->n_rows; i++) cJSON_AddItemToArray(rows, json_row(v, i));
     cJSON_AddItemToObject(o, "first_divergence", json_first(v));

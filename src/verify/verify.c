@@ -67,8 +67,40 @@ milk_status vf_run_state(milk_ctx *ctx, const milk_program *p,
 
 /* ---- the result --------------------------------------------------------- */
 
-static milk_status verify_new(milk_ctx *ctx, const milk_verify_params *p,
-                              bool two, milk_verify **out)
+/* Copy the per-var tolerances and the extract command into v's arena. */
+static milk_status copy_options(milk_ctx *ctx, milk_verify *v, const milk_verify_params *p)
+{
+    if (p->n_tolerances < 0 || (p->n_tolerances && !p->tolerances))
+        return milk_errorf(ctx, MILK_ERR_INVALID_ARG, "bad list of tolerances");
+    if ((unsigned)p->error_stat > MILK_VERIFY_STAT_ELEMWISE)
+        return milk_errorf(ctx, MILK_ERR_INVALID_ARG, "unknown error statistic %d",
+                           (int)p->error_stat);
+    v->stat = p->error_stat;
+    if (p->n_tolerances) {
+        v->tols = milk_arena_alloc(v->arena, (size_t)p->n_tolerances * sizeof *v->tols);
+        if (!v->tols) return milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
+    }
+    for (int i = 0; i < p->n_tolerances; i++) {
+        const milk_verify_tolerance *t = &p->tolerances[i];
+        if (!t->var || !(t->atol >= 0) || !(t->rtol >= 0) || !isfinite(t->atol) ||
+            !isfinite(t->rtol))
+            return milk_errorf(ctx, MILK_ERR_INVALID_ARG, "tolerance %d: a var name and "
+                               "finite values >= 0 are needed", i);
+        v->tols[i] = *t;
+        if (!(v->tols[i].var = milk_arena_strdup(v->arena, t->var)))
+            return milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
+    }
+    v->n_tols = p->n_tolerances;
+    if (p->extract_command &&
+        !(v->extract_command = vf_utf8_clean(v->arena, p->extract_command)))
+        return milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
+    if (p->save_inputs && !(v->save_inputs = vf_utf8_clean(v->arena, p->save_inputs)))
+        return milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
+    return MILK_OK;
+}
+
+milk_status vf_verify_new(milk_ctx *ctx, const milk_verify_params *p, bool two,
+                          milk_verify **out)
 {
     milk_verify *v = calloc(1, sizeof *v);
     if (!v || !(v->arena = milk_arena_create())) {
@@ -86,7 +118,7 @@ static milk_status verify_new(milk_ctx *ctx, const milk_verify_params *p,
                                            : two ? "A" : "reference");
     *out = v;
     if (!v->label || !v->ref_label) return milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
-    return MILK_OK;
+    return copy_options(ctx, v, p);
 }
 
 void milk_verify_free(milk_verify *v)
@@ -265,15 +297,21 @@ static milk_status add_row(milk_ctx *ctx, milk_verify *v, const milk_op *op,
     if (!row->op || !row->var || !row->ref) return milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
     row->op_index = op_index;
     row->type = *got_t;
-    vf_tolerance(v, fp16 || w->type.dtype == MILK_DTYPE_FP16, &row->atol, &row->rtol);
-    vf_metrics m = {INFINITY, 0, INFINITY, -INFINITY};
+    vf_tolerance(v, fp16 || w->type.dtype == MILK_DTYPE_FP16, var->name, &row->atol,
+                 &row->rtol);
+    int64_t n = milk_tensor_type_count(got_t);
+    vf_metrics m = {INFINITY, 0, INFINITY, -INFINITY, -INFINITY, INFINITY, INFINITY, n};
     row->shape_mismatch = !vf_same_shape(got_t, &w->type);
-    if (!row->shape_mismatch) vf_compare(got, w->x, milk_tensor_type_count(got_t), &m);
+    if (!row->shape_mismatch) MILK_TRY(vf_compare(ctx, got, w->x, n, row->atol, row->rtol, &m));
     row->max_abs = m.max_abs;
     row->max_rel = m.max_rel;
     row->snr_db = m.snr_db;
+    row->psnr_db = m.psnr_db;
+    row->mean_abs = m.mean_abs;
+    row->median_abs = m.median_abs;
+    row->n_beyond = m.n_beyond;
     v->row_var[v->n_rows] = var->id;
-    v->row_match[v->n_rows] = !row->shape_mismatch && vf_within(&m, row->atol, row->rtol);
+    v->row_match[v->n_rows] = !row->shape_mismatch && vf_within(&m, v->stat, row->atol, row->rtol);
     v->n_rows++;
     return MILK_OK;
 }
@@ -325,8 +363,11 @@ static milk_status compare_all(milk_ctx *ctx, milk_verify *v, const source *s,
     for (int i = 0; i < b->n_ops; i++) {
         const milk_op *op = b->ops[i];
         if (op->kind == MILK_OP_const_) continue;
-        for (int k = 0; k < op->n_outputs; k++)
+        for (int k = 0; k < op->n_outputs && !v->stopped; k++) {
             MILK_TRY(compare_var(ctx, v, s, r, op, v->n_ops, op->outputs[k]));
+            v->stopped = (v->flags & MILK_VERIFY_FAIL_FAST) && v->n_rows > 0 &&
+                         !v->row_match[v->n_rows - 1];
+        }
         v->n_ops++;
     }
     return MILK_OK;
@@ -558,6 +599,73 @@ static milk_status finish(milk_ctx *ctx, milk_verify *v, source *s,
     return collect_flags(ctx, v, r);
 }
 
+/* Every per-var tolerance names a var of fn. */
+static milk_status check_tolerances(milk_ctx *ctx, const milk_verify_params *p,
+                                    const milk_function *fn, const char *label)
+{
+    for (int i = 0; i < p->n_tolerances; i++)
+        if (p->tolerances[i].var && !milk_function_var(fn, p->tolerances[i].var))
+            return milk_errorf(ctx, MILK_ERR_NOT_FOUND, "tolerance for '%s': %s has no var "
+                               "of that name", p->tolerances[i].var, label);
+    return MILK_OK;
+}
+
+/* The model inputs of a run into an .npz (params.save_inputs). */
+static milk_status save_inputs(milk_ctx *ctx, const vf_inputs *in, const char *path)
+{
+    const char **names = calloc((size_t)in->n + 1, sizeof *names);
+    milk_array *arrays = calloc((size_t)in->n + 1, sizeof *arrays);
+    milk_status s = names && arrays ? MILK_OK : milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
+    for (int i = 0; s == MILK_OK && i < in->n; i++) {
+        names[i] = in->items[i].name;
+        arrays[i] = *in->items[i].use; /* shallow: written, not freed */
+    }
+    if (s == MILK_OK) s = milk_npz_write(ctx, path, names, arrays, in->n);
+    free(names);
+    free(arrays);
+    return s;
+}
+
+/* The model outputs of the run under test into an .npz. */
+static milk_status save_outputs(milk_ctx *ctx, const milk_runner *r, const char *path)
+{
+    const milk_function *fn = milk_runner_function(r);
+    const char **names = calloc((size_t)fn->block->n_outputs + 1, sizeof *names);
+    if (!names) return milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
+    int n = 0;
+    for (int i = 0; i < fn->block->n_outputs; i++) {
+        bool dup = false; /* an output listed twice is written once */
+        for (int k = 0; k < n; k++) dup |= strcmp(names[k], fn->block->outputs[i]->name) == 0;
+        if (!dup) names[n++] = fn->block->outputs[i]->name;
+    }
+    milk_status s = milk_runner_save_npz(ctx, r, names, n, path);
+    free(names);
+    return s;
+}
+
+milk_status vf_verify_archive(milk_ctx *ctx, const milk_program *p, const vf_inputs *in,
+                              const milk_npz *z, const milk_verify_params *params,
+                              milk_verify *v)
+{
+    const milk_function *fn;
+    MILK_TRY(main_of(ctx, p, v->label, params, &fn));
+    /* keep only the vars the archive holds: a big model's values need not
+     * all fit in memory at once */
+    const char **keep = calloc((size_t)z->n + 1, sizeof *keep);
+    if (!keep) return milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
+    int n = 0;
+    for (int i = 0; i < z->n; i++)
+        if (milk_function_var(fn, z->members[i].name)) keep[n++] = z->members[i].name;
+    milk_runner *r = NULL;
+    milk_status s = vf_run(ctx, p, in, params, v->label, false, keep, n, &r);
+    source src = {z, v->ref_label, NULL, NULL, fn, NULL, NULL, NULL};
+    if (s == MILK_OK) s = finish(ctx, v, &src, fn, r);
+    if (s == MILK_OK && params->save_outputs) s = save_outputs(ctx, r, params->save_outputs);
+    milk_runner_free(r);
+    free(keep);
+    return s;
+}
+
 /* Run p on the archive's inputs, keeping only the vars the archive holds:
  * a big model's values need not all fit in memory at once. */
 static milk_status run_for_archive(milk_ctx *ctx, const milk_program *p,
@@ -730,12 +838,12 @@ static milk_status verify_steps(milk_ctx *ctx, const milk_program *p,
     milk_verify *v = NULL;
     MILK_TRY(milk_npz_read(ctx, ref_path, &z));
     milk_status s = milk_state_create(ctx, p, &st);
-    if (s == MILK_OK) s = verify_new(ctx, params, false, &v);
+    if (s == MILK_OK) s = vf_verify_new(ctx, params, false, &v);
     if (s == MILK_OK && !params->ref_label && !(v->ref_label = vf_utf8_clean(v->arena, ref_path)))
         s = milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
     for (int k = 0; s == MILK_OK && k < params->steps; k++) {
         milk_verify *w = NULL;
-        s = verify_new(ctx, params, false, &w);
+        s = vf_verify_new(ctx, params, false, &w);
         if (s == MILK_OK) w->ref_label = v->ref_label;
         if (s == MILK_OK) s = verify_step(ctx, p, fn, &z, k, params, st, w);
         if (s == MILK_OK) s = merge_step(ctx, v, w, k);
@@ -759,23 +867,57 @@ milk_status milk_verify_reference(milk_ctx *ctx, const milk_program *p,
     const milk_function *fn;
     *out = NULL;
     if (!params) params = &def;
-    MILK_TRY(main_of(ctx, p, params->label ? params->label : "program", params, &fn));
+    const char *label = params->label ? params->label : "program";
+    MILK_TRY(main_of(ctx, p, label, params, &fn));
+    MILK_TRY(check_tolerances(ctx, params, fn, label));
     if (params->steps > 1) return verify_steps(ctx, p, fn, ref_path, params, out);
     milk_npz z = {0};
     MILK_TRY(milk_npz_read(ctx, ref_path, &z));
     milk_verify *v = NULL;
-    milk_runner *r = NULL;
-    milk_status s = verify_new(ctx, params, false, &v);
+    vf_inputs in = {0};
+    milk_status s = vf_verify_new(ctx, params, false, &v);
     if (s == MILK_OK && !params->ref_label && !(v->ref_label = vf_utf8_clean(v->arena, ref_path)))
         s = milk_errorf(ctx, MILK_ERR_NOMEM, "out of memory");
-    if (s == MILK_OK) s = run_for_archive(ctx, p, fn, &z, params, v, NULL, &r);
-    source src = {&z, v ? v->ref_label : NULL, NULL, NULL, fn, NULL, NULL, NULL};
-    if (s == MILK_OK) s = finish(ctx, v, &src, fn, r);
-    milk_runner_free(r);
+    if (s == MILK_OK) s = vf_inputs_gather(ctx, fn, &z, v->ref_label, params, false, v, &in);
+    if (s == MILK_OK && params->save_inputs) s = save_inputs(ctx, &in, params->save_inputs);
+    if (s == MILK_OK) s = vf_verify_archive(ctx, p, &in, &z, params, v);
+    vf_inputs_release(&in);
     milk_npz_release(&z);
     if (s != MILK_OK) milk_verify_free(v);
     else *out = v;
     return s;
+}
+
+/* Run a (the reference) and b on in and compare b's vars with a's; pa and
+ * pb say how each runs. */
+static milk_status compare_runs(milk_ctx *ctx, milk_verify *v, const milk_program *a,
+                                const milk_program *b, const vf_inputs *in,
+                                const milk_verify_params *pa, const milk_verify_params *pb)
+{
+    const milk_function *fa, *fb;
+    MILK_TRY(main_of(ctx, a, v->ref_label, pa, &fa));
+    MILK_TRY(main_of(ctx, b, v->label, pb, &fb));
+    milk_runner *ra = NULL, *rb = NULL;
+    milk_status s = vf_run(ctx, a, in, pa, v->ref_label, true, NULL, 0, &ra);
+    if (s == MILK_OK) s = vf_run(ctx, b, in, pb, v->label, true, NULL, 0, &rb);
+    source src = {NULL, NULL, ra, fa, fb, NULL, NULL, pb};
+    if (s == MILK_OK) s = index_reference(ctx, v, fa, &src.norm);
+    if (s == MILK_OK) s = finish(ctx, v, &src, fb, rb);
+    if (s == MILK_OK && pb->save_outputs) s = save_outputs(ctx, rb, pb->save_outputs);
+    milk_names_free(src.norm);
+    milk_runner_free(ra);
+    milk_runner_free(rb);
+    return s;
+}
+
+milk_status vf_verify_precisions(milk_ctx *ctx, const milk_program *p, const vf_inputs *in,
+                                 const milk_verify_params *params, milk_verify *v)
+{
+    milk_verify_params pa = *params, pb = *params;
+    pa.precision = MILK_PRECISION_FP32;
+    pb.precision = MILK_PRECISION_AS_DECLARED;
+    pa.save_outputs = NULL;
+    return compare_runs(ctx, v, p, p, in, &pa, &pb);
 }
 
 /* Every pair names a var of each program, B's computed by an op. */
@@ -815,19 +957,13 @@ milk_status milk_verify_programs(milk_ctx *ctx, const milk_program *a,
     MILK_TRY(main_of(ctx, a, params->ref_label ? params->ref_label : "A", params, &fa));
     MILK_TRY(main_of(ctx, b, params->label ? params->label : "B", params, &fb));
     MILK_TRY(check_pairs(ctx, params, fa, fb));
+    MILK_TRY(check_tolerances(ctx, params, fb, params->label ? params->label : "B"));
     milk_verify *v = NULL;
     vf_inputs in = {0};
-    milk_runner *ra = NULL, *rb = NULL;
-    milk_status s = verify_new(ctx, params, true, &v);
+    milk_status s = vf_verify_new(ctx, params, true, &v);
     if (s == MILK_OK) s = vf_inputs_gather(ctx, fa, NULL, NULL, params, true, v, &in);
-    if (s == MILK_OK) s = vf_run(ctx, a, &in, params, v->ref_label, true, NULL, 0, &ra);
-    if (s == MILK_OK) s = vf_run(ctx, b, &in, params, v->label, true, NULL, 0, &rb);
-    source src = {NULL, NULL, ra, fa, fb, NULL, NULL, params};
-    if (s == MILK_OK) s = index_reference(ctx, v, fa, &src.norm);
-    if (s == MILK_OK) s = finish(ctx, v, &src, fb, rb);
-    milk_names_free(src.norm);
-    milk_runner_free(ra);
-    milk_runner_free(rb);
+    if (s == MILK_OK && params->save_inputs) s = save_inputs(ctx, &in, params->save_inputs);
+    if (s == MILK_OK) s = compare_runs(ctx, v, a, b, &in, params, params);
     vf_inputs_release(&in);
     if (s != MILK_OK) milk_verify_free(v);
     else *out = v;

@@ -33,6 +33,12 @@ struct milk_verify {
     milk_precision precision;
     unsigned flags;        /* MILK_VERIFY_SET_* as given */
     double atol, rtol;
+    int n_tols;
+    milk_verify_tolerance *tols; /* per-var tolerances (names in the arena) */
+    milk_verify_stat stat;
+    bool stopped;          /* fail fast: comparing stopped at a mismatch */
+    const char *extract_command; /* NULL: the default (report_html.c) */
+    const char *save_inputs;
     bool random;           /* some input was random */
     uint64_t seed;
     int n_rows, cap_rows;
@@ -58,16 +64,20 @@ struct milk_verify {
 typedef struct vf_metrics {
     double max_abs;  /* +inf if a non-finite value disagrees */
     double max_want; /* largest finite |want| */
-    double max_rel, snr_db;
+    double max_rel, snr_db, psnr_db;
+    double mean_abs, median_abs;
+    int64_t n_beyond; /* elements beyond atol + rtol * |want| */
 } vf_metrics;
 
-void vf_compare(const float *got, const float *want, int64_t n,
-                vf_metrics *m);
-/* Within atol + rtol * max|want|? */
-bool vf_within(const vf_metrics *m, double atol, double rtol);
-/* The tolerance for a var: the values given, else the defaults for fp16
- * or fp32 values. */
-void vf_tolerance(const milk_verify *v, bool fp16, double *atol, double *rtol);
+milk_status vf_compare(milk_ctx *ctx, const float *got, const float *want, int64_t n,
+                       double atol, double rtol, vf_metrics *m);
+/* Does the statistic checked lie within the tolerance (milk.h, at
+ * milk_verify_stat)? */
+bool vf_within(const vf_metrics *m, milk_verify_stat stat, double atol, double rtol);
+/* The tolerance for a var: its own (params.tolerances), else the values
+ * given, else the defaults for fp16 or fp32 values. var may be NULL. */
+void vf_tolerance(const milk_verify *v, bool fp16, const char *var, double *atol,
+                  double *rtol);
 /* Same shape, or the same once dims of size 1 are dropped. */
 bool vf_same_shape(const milk_tensor_type *a, const milk_tensor_type *b);
 /* The elements of a as fp32 (malloc'd, at least one element). */
@@ -128,7 +138,31 @@ milk_status vf_run_state(milk_ctx *ctx, const milk_program *p,
                          const char *const *keep, int n_keep,
                          milk_state *state, milk_runner **out);
 
+/* A new, empty result for params (vf_verify_archive and
+ * vf_verify_precisions fill it). */
+milk_status vf_verify_new(milk_ctx *ctx, const milk_verify_params *params, bool two,
+                          milk_verify **out);
+/* Run p on `in` and compare every var that has a tensor of its name in z
+ * (milk_verify_reference without reading files). */
+milk_status vf_verify_archive(milk_ctx *ctx, const milk_program *p, const vf_inputs *in,
+                              const milk_npz *z, const milk_verify_params *params,
+                              milk_verify *v);
+/* Run p on `in` in fp32 (the reference) and as declared (under test), and
+ * compare every var: what fp16 storage changes. */
+milk_status vf_verify_precisions(milk_ctx *ctx, const milk_program *p, const vf_inputs *in,
+                                 const milk_verify_params *params, milk_verify *v);
+
 /* ---- extraction (variant.c, capture.c) ------------------------------------ */
+
+/* A new program (main) holding the ops of fn (a function of p) whose
+ * block index i has take[i] (never consts or constexpr ops, which go with
+ * the ops reading them, nor ops with nested blocks), as
+ * milk_program_extract builds it: values read from outside become model
+ * inputs of the same names, consts are copied; the model outputs are the
+ * outputs of taken ops that no taken op reads, and those that are outputs
+ * of fn. description (may be NULL) becomes its shortDescription. */
+milk_status vf_extract_set(milk_ctx *ctx, const milk_program *p, const milk_function *fn,
+                           const bool *take, const char *description, milk_program **out);
 
 /* Apply a variant to every op of f it fits; an error if none fits. */
 milk_status vf_variant_apply(milk_ctx *ctx, milk_function *f,

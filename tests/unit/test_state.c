@@ -231,6 +231,37 @@ static void test_errors(milk_ctx *ctx)
     milk_program_free(p);
 }
 
+/* milk_program_add_function_from: a copy that shares constants by
+ * content, keeps states, and a default function. */
+static void test_functions(milk_ctx *ctx)
+{
+    milk_program *src = accumulator(ctx, true), *p;
+    CHECK_OK(ctx, milk_program_create(ctx, MILK_TARGET_IOS18, &p));
+    CHECK(strcmp(milk_program_default_function(src), "main") == 0);
+    CHECK_OK(ctx, milk_program_add_function_from(ctx, p, "step", src, "main"));
+    CHECK_OK(ctx, milk_program_add_function_from(ctx, p, "look", src, "peek"));
+    CHECK(milk_program_add_function_from(ctx, p, "x", src, "nope") == MILK_ERR_NOT_FOUND);
+    CHECK_STR_CONTAINS(milk_ctx_error(ctx), "no function 'nope'");
+    CHECK(milk_program_add_function_from(ctx, p, "step", src, NULL) == MILK_ERR_INVALID_ARG);
+    /* no main: the first function is the default until one is set */
+    CHECK(strcmp(milk_program_default_function(p), "step") == 0);
+    CHECK_OK(ctx, milk_program_set_default_function(ctx, p, "look"));
+    CHECK(milk_program_set_default_function(ctx, p, "gone") == MILK_ERR_NOT_FOUND);
+    CHECK(milk_var_is_state(milk_function_input(milk_program_function(p, "look"), 0)));
+    CHECK_OK(ctx, milk_program_check(ctx, p));
+    /* the default runs without a name; the state is shared by name */
+    milk_runner *r;
+    CHECK_OK(ctx, milk_runner_create(ctx, p, NULL, &r));
+    CHECK(strcmp(milk_function_name(milk_runner_function(r)), "look") == 0);
+    milk_runner_free(r);
+    milk_state *s;
+    CHECK_OK(ctx, milk_state_create(ctx, p, &s));
+    CHECK_EQ_INT(milk_state_count(s), 1);
+    milk_state_free(s);
+    milk_program_free(src);
+    milk_program_free(p);
+}
+
 int main(void)
 {
     milk_ctx *ctx;
@@ -238,6 +269,7 @@ int main(void)
     test_build_and_run(ctx);
     test_shared_state(ctx);
     test_errors(ctx);
+    test_functions(ctx);
     milk_ctx_free(ctx);
     return check_report("test_state");
 }
