@@ -340,12 +340,25 @@ typedef struct milk_run_params {
      * total (for progress displays); NULL for none. */
     void (*progress)(void *user, int done, int total);
     void *progress_user;
+    /* Threads of the run (0 or 1: the caller's thread alone). Kernels split
+     * their work by output channels or rows in a way fixed by the shapes,
+     * so results are bit-identical for every count. */
+    int threads;
 } milk_run_params;
 
 typedef struct milk_runner milk_runner;
 
 /* A runner for one function of p (which must outlive the runner).
- * params may be NULL for the defaults (as-declared, main). */
+ * params may be NULL for the defaults (as-declared, main).
+ *
+ * Unless params->reference is set, the runner plans the function (see
+ * docs/design.md, "The planned interpreter"): types once per set of input
+ * shapes, one arena for every intermediate value placed by lifetime,
+ * constants used in place from the mapped weight file, SIMD and BLAS
+ * kernels with fused bias and activation epilogues, tested against the
+ * reference kernels. A plan is made again only when the inputs' shapes
+ * change (or milk_runner_keep asks for another value). Programs whose
+ * sizes depend on values computed at run time run op by op. */
 milk_status milk_runner_create(milk_ctx *ctx, const milk_program *p,
                                const milk_run_params *params,
                                milk_runner **out);
@@ -891,6 +904,8 @@ typedef struct milk_verify_params {
      * step) and is compared with REF's NAME@k values. Rows are keyed
      * var@k; the first divergence is in the earliest step that has one. */
     int steps;
+    /* Threads of each run (milk_run_params.threads). */
+    int threads;
 } milk_verify_params;
 
 /* The state of a compared var.

@@ -81,7 +81,8 @@ def run_op(op, inputs, target="ios18", precision="fp32", reference=False,
 def run_ops(cases, binary="opcheck", asan=False):
     """Run many one-op programs in one helper process (opcheck --batch).
     cases: a list of (op, inputs) or (op, inputs, options), options being
-    run_op's keyword arguments target, precision, reference. Returns, per
+    run_op's keyword arguments target, precision, reference (and threads:
+    the run's thread count). Returns, per
     case, (outputs, types) as run_op does, or a RuntimeError instance if
     that case failed."""
     exe = BUILD / ("asan/tools" if asan else "tools") / binary
@@ -95,6 +96,7 @@ def run_ops(cases, binary="opcheck", asan=False):
             specs.append({"op": op, "target": opts.get("target", "ios18"),
                           "precision": opts.get("precision", "fp32"),
                           "reference": opts.get("reference", False),
+                          "threads": opts.get("threads", 0),
                           "output": os.path.join(d, "out.npz"),
                           "inputs": [_entry(p, v, d, i)
                                      for i, (p, v) in enumerate(inputs)]})

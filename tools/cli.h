@@ -16,6 +16,8 @@ int cli_usage(const char *usage, const char *fmt, ...);
 int cli_opt(int argc, char **argv, int *i, const char *name, const char **val);
 /* Split "a,b,c" in place (commas become NULs) and append the non-empty
  * names to names[*n..max-1]; -1 if they do not fit (cmd_convert.c). */
+/* --threads N: a count from 1 to 256 into *n; false if v is not one. */
+int cli_threads(const char *v, int *n);
 int cli_split_names(char *list, const char **names, int *n, int max);
 
 /* The compression options of `milk compress` and `milk convert

@@ -14,7 +14,7 @@
 static const char *run_usage =
     "milk run PKG [--input NAME=FILE.npy ...] [--inputs FILE.npz] --output OUT.npz\n"
     "       [--function NAME] [--steps N] [--state-in S.npz] [--state-out S.npz]\n"
-    "       [--precision as-declared|fp32] [--keep-all] [--reference]";
+    "       [--precision as-declared|fp32] [--keep-all] [--reference] [--threads N]";
 
 typedef struct run_args {
     const char *pkg, *output;
@@ -63,6 +63,9 @@ static int parse_args(int argc, char **argv, run_args *a)
                 a->params.precision = MILK_PRECISION_AS_DECLARED;
             else
                 return cli_usage(run_usage, "--precision is as-declared or fp32");
+        } else if (cli_opt(argc, argv, &i, "--threads", &v)) {
+            if (!cli_threads(v, &a->params.threads))
+                return cli_usage(run_usage, "--threads takes a count from 1 to 256");
         } else if (strcmp(argv[i], "--keep-all") == 0) {
             a->params.keep_all = 1;
         } else if (strcmp(argv[i], "--reference") == 0) {

@@ -27,7 +27,8 @@ static const char *verify_usage =
     "       options: [--atol A|NAME:A ...] [--rtol R|NAME:R ...]\n"
     "         [--check-error-stat max|mean|median|elemwise] [--fail-fast]\n"
     "         [--precision as-declared|fp32] [--json] [--report FILE.html]\n"
-    "         [--save-inputs IN.npz] [--save-outputs OUT.npz] [--function NAME]";
+    "         [--save-inputs IN.npz] [--save-outputs OUT.npz] [--function NAME]\n"
+    "         [--threads N]";
 
 #define MAX_INPUTS 64
 #define MAX_KEEP 1024
@@ -108,6 +109,8 @@ static int parse_valued(int argc, char **argv, int *i, verify_args *a)
         return parse_seed(v, &p->seed) ? 1 : -1;
     }
     if (cli_opt(argc, argv, i, "--precision", &v)) return (a->precision = v) ? 1 : -1;
+    if (cli_opt(argc, argv, i, "--threads", &v))
+        return cli_threads(v, &p->threads) ? 1 : -1;
     if (cli_opt(argc, argv, i, "--function", &v)) return (p->function = v) ? 1 : -1;
     if (cli_opt(argc, argv, i, "--steps", &v)) {
         char *end;

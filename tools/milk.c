@@ -44,6 +44,15 @@ int cli_opt(int argc, char **argv, int *i, const char *name, const char **val)
     return 1;
 }
 
+int cli_threads(const char *v, int *n)
+{
+    char *end;
+    long t = v ? strtol(v, &end, 10) : 0;
+    if (!v || *end || t < 1 || t > 256) return 0;
+    *n = (int)t;
+    return 1;
+}
+
 int cmd_dump(milk_ctx *ctx, int argc, char **argv)
 {
     const char *usage = "milk dump PKG [--values | --hash | --summary]";

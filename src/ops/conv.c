@@ -444,6 +444,11 @@ static milk_status eval_geom(milk_eval *ec, bool transpose, milk_conv_geom *g)
     return check_geom(ec, transpose, g, wt);
 }
 
+milk_status milk_conv_geom_of(milk_eval *ec, bool transpose, milk_conv_geom *g)
+{
+    return eval_geom(ec, transpose, g);
+}
+
 /* y [N, C, P] = bias[c], or 0 without bias. */
 static void fill_bias(float *y, const milk_rt *bias, int64_t n, int64_t c,
                       int64_t p)

@@ -12,8 +12,7 @@
 #ifndef MILK_OPS_GEMM_H
 #define MILK_OPS_GEMM_H
 
-#include <stdbool.h>
-#include <stdint.h>
+#include "../internal.h"
 
 /* The geometry of one convolution, over 3 spatial dims (see above). For
  * conv, `in` is x's spatial size and `out` y's; for conv_transpose too
@@ -25,6 +24,13 @@ typedef struct milk_conv_geom {
     int64_t in[3], k[3], out[3];
     int64_t stride[3], dil[3], pad[3];
 } milk_conv_geom;
+
+/* The geometry of a conv (transpose false) or conv_transpose bound in ec
+ * (conv.c): x and weight as bound, y as typed; fails naming the op when
+ * they disagree. */
+struct milk_eval;
+milk_status milk_conv_geom_of(struct milk_eval *ec, bool transpose,
+                              milk_conv_geom *g);
 
 /* Products of the three spatial sizes. */
 int64_t milk_geom_in3(const milk_conv_geom *g);

@@ -1,6 +1,7 @@
 /* pool.c: max_pool and avg_pool over 1 to 3 spatial dims and l2_pool over
  * 1 or 2, after coremltools' ops/defs/iOS15/pool.py (the only definition;
  * later opsets reuse it). */
+#include "fast.h"
 #include "layout.h"
 
 #include <math.h>
@@ -89,13 +90,9 @@ typedef enum pool_kind { POOL_MAX, POOL_AVG, POOL_L2 } pool_kind;
 /* The window geometry of one op: per spatial dim the input and output
  * sizes, kernel, stride, the padding placed before index 0, and the
  * stride of the dim within one [*D] plane of x. */
-typedef struct pool_geom {
-    int S;
-    int64_t in[3], out[3], k[3], s[3], before[3], st[3];
-    int64_t window; /* elements of the kernel's window */
-} pool_geom;
+typedef milk_pool_geom pool_geom;
 
-static milk_status pool_geometry(milk_eval *ec, const milk_rt *x,
+milk_status milk_pool_geometry(milk_eval *ec, const milk_rt *x,
                                  const milk_rt *o, pool_geom *g)
 {
     int64_t pad[6] = {0};
@@ -168,7 +165,7 @@ static milk_status pool_eval(milk_eval *ec, pool_kind kind)
     milk_rt *o = &ec->out[0];
     pool_geom g;
     bool exclude;
-    MILK_TRY(pool_geometry(ec, x, o, &g));
+    MILK_TRY(milk_pool_geometry(ec, x, o, &g));
     MILK_TRY(milk_op_bool(ec->ctx, ec->op, "exclude_padding_from_average",
                           false, &exclude));
     int64_t planes = milk_dims_span(x->type.dims, 0, 2);

@@ -11,6 +11,7 @@
  * again from the run's types and values (specialize.c) before its kernel
  * runs. A program whose types are all known runs as declared, with no
  * inference at all. */
+#include "plan.h"
 #include "run.h"
 
 #include <float.h>
@@ -37,6 +38,10 @@ struct milk_runner {
     bool *open;
     bool dynamic;
     milk_arena *scratch;
+    /* The planned path (plan.c), unless params.reference. */
+    milk_plan *plan;
+    milk_pool *pool;
+    milk_maps *maps; /* mapped weight files */
     /* States (state.c): the runner's own state object, and the one runs
      * use (its own, or one given with milk_runner_set_state). */
     milk_state *own_state, *state;
@@ -180,7 +185,8 @@ static milk_status load_consts(milk_ctx *ctx, milk_runner *r)
         milk_var *v = op->outputs[0];
         r->pinned[v->id] = true;
         if (milk_rt_store(v->type.dtype) == MILK_DTYPE_INVALID) continue;
-        milk_status s = milk_rt_from_value(ctx, &r->vals[v->id], op->val);
+        milk_status s = milk_rt_from_value_mapped(ctx, &r->vals[v->id], op->val,
+                                                  &r->maps);
         if (s != MILK_OK)
             return milk_error_prefix(ctx, "const '%s'", op->name);
         r->have[v->id] = true;
@@ -199,6 +205,46 @@ static void find_open(milk_runner *r)
             r->open[i] |= !milk_type_concrete(&op->outputs[k]->type);
         r->dynamic |= r->open[i];
     }
+}
+
+/* ---- the planned path (plan.c) ------------------------------------------ */
+
+static milk_plan_io plan_io(milk_runner *r)
+{
+    return (milk_plan_io){r->fn, r->blk, &r->params, r->vals, r->have, r->keep,
+                          r->pinned, r->open,
+                          (const milk_rt *const *const *const *)r->in, r->stats,
+                          r->dynamic, r->pool};
+}
+
+/* Programs of known types are planned when loaded; others at their first
+ * run, when the input shapes are known. */
+static milk_status plan_at_load(milk_ctx *ctx, milk_runner *r)
+{
+    if (r->params.threads > 1) r->pool = milk_pool_create(r->params.threads);
+    if (r->dynamic) return MILK_OK;
+    milk_plan_io io = plan_io(r);
+    milk_status s = milk_plan_make(ctx, &io, &r->plan);
+    return s == MILK_ERR_UNSUPPORTED ? MILK_OK : s;
+}
+
+/* Run the plan, made again if the input shapes changed; *ran is false when
+ * the program cannot be planned (sizes computed at run time). */
+static milk_status run_planned(milk_ctx *ctx, milk_runner *r, bool *ran)
+{
+    *ran = false;
+    if (r->plan && !milk_plan_fits(r->plan)) {
+        milk_plan_free(r->plan);
+        r->plan = NULL;
+    }
+    if (!r->plan) {
+        milk_plan_io io = plan_io(r);
+        milk_status s = milk_plan_make(ctx, &io, &r->plan);
+        if (s == MILK_ERR_UNSUPPORTED) return MILK_OK;
+        MILK_TRY(s);
+    }
+    *ran = true;
+    return milk_plan_run(ctx, r->plan);
 }
 
 milk_status milk_runner_create(milk_ctx *ctx, const milk_program *p,
@@ -232,6 +278,7 @@ milk_status milk_runner_create(milk_ctx *ctx, const milk_program *p,
         s = milk_state_create(ctx, p, &r->own_state);
         r->state = r->own_state;
     }
+    if (s == MILK_OK && !params->reference) s = plan_at_load(ctx, r);
     if (s != MILK_OK) {
         milk_runner_free(r);
         return s;
@@ -243,6 +290,8 @@ milk_status milk_runner_create(milk_ctx *ctx, const milk_program *p,
 void milk_runner_free(milk_runner *r)
 {
     if (!r) return;
+    milk_plan_free(r->plan);
+    milk_pool_free(r->pool);
     for (int i = 0; r->vals && i < r->fn->n_vars; i++) milk_rt_release(&r->vals[i]);
     for (int i = 0; i < r->n_inlines; i++) milk_rt_release(&r->inlines[i]);
     for (int i = 0; r->in && i < r->blk->n_ops; i++) {
@@ -261,6 +310,7 @@ void milk_runner_free(milk_runner *r)
     free(r->open);
     milk_arena_free(r->scratch);
     milk_state_free(r->own_state);
+    milk_maps_free(r->maps);
     free(r);
 }
 
@@ -443,6 +493,10 @@ milk_status milk_runner_keep(milk_ctx *ctx, milk_runner *r, const char *name)
 {
     milk_var *v = milk_function_var(r->fn, name);
     if (!v) return milk_errorf(ctx, MILK_ERR_NOT_FOUND, "no var called '%s'", name);
+    if (!r->keep[v->id]) { /* a plan without this value must be made again */
+        milk_plan_free(r->plan);
+        r->plan = NULL;
+    }
     r->keep[v->id] = true;
     return MILK_OK;
 }
@@ -686,6 +740,12 @@ milk_status milk_runner_run(milk_ctx *ctx, milk_runner *r)
                                v->name, sig);
         }
     }
+    if (!r->params.reference) {
+        bool ran;
+        milk_status s = run_planned(ctx, r, &ran);
+        if (s == MILK_OK && ran) run_states_done(r);
+        if (ran || s != MILK_OK) return s;
+    }
     /* stand-ins of one run are dropped together at its end */
     if (r->dynamic && !(r->scratch = milk_arena_create())) return nomem(ctx);
     milk_status s = MILK_OK;
@@ -727,6 +787,10 @@ milk_status milk_runner_read(milk_ctx *ctx, const milk_runner *r,
                            "'%s': buffer of %zu bytes for %lld elements of %s",
                            name, cap, (long long)t->count,
                            milk_dtype_name(as) ? milk_dtype_name(as) : "?");
+    if (as == t->store && as != MILK_DTYPE_BOOL) { /* fp32 or int32 as stored */
+        if (need) memcpy(dst, t->data, (size_t)need);
+        return MILK_OK;
+    }
     for (int64_t i = 0; i < t->count; i++) {
         /* (double) on each arm: otherwise the conditional's type is float
          * and int32 values beyond 2^24 lose their low bits */

@@ -38,7 +38,8 @@ static bool runtime_binding(const milk_binding *b, const milk_rt *t)
  * reduction with keep_dims). */
 static bool value_eligible(const milk_rt *t)
 {
-    if (t->count > SPEC_MAX_VALUE || (t->type.rank > 1 && t->count != 1))
+    /* no data: the planner (plan.c) typing a run ahead of its values */
+    if (!t->data || t->count > SPEC_MAX_VALUE || (t->type.rank > 1 && t->count != 1))
         return false;
     switch (t->type.dtype) {
     case MILK_DTYPE_INT8: case MILK_DTYPE_UINT8: case MILK_DTYPE_INT16:

@@ -45,6 +45,7 @@ milk_status vf_run_state(milk_ctx *ctx, const milk_program *p,
     milk_run_params rp = {0};
     rp.precision = params->precision;
     rp.keep_all = keep_all;
+    rp.threads = params->threads;
     rp.function = params->function;
     if (params->progress) {
         rp.progress = relay_progress;

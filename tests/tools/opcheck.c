@@ -8,7 +8,7 @@
  *                                  (msg "" on success) follows its output
  *
  * SPEC: {"op": "conv", "target": "ios17", "precision": "fp32",
- *        "reference": false, "output": "out.npz",
+ *        "reference": false, "threads": 2, "output": "out.npz",
  *        "inputs": [
  *          {"param": "x", "npy": "x.npy"},                  model input
  *          {"param": "weight", "npy": "w.npy", "const": true},
@@ -239,6 +239,8 @@ static int run(milk_ctx *ctx, const cJSON *spec)
     rp.precision = cJSON_IsString(prec) && strcmp(prec->valuestring, "fp32") == 0
                        ? MILK_PRECISION_FP32 : MILK_PRECISION_AS_DECLARED;
     rp.reference = cJSON_IsTrue(cJSON_GetObjectItem(spec, "reference"));
+    const cJSON *threads = cJSON_GetObjectItem(spec, "threads");
+    rp.threads = cJSON_IsNumber(threads) ? threads->valueint : 0;
     milk_runner *r = NULL;
     if (s == MILK_OK) s = milk_runner_create(ctx, p, &rp, &r);
     if (s == MILK_OK) s = set_inputs(ctx, r, inputs, names);
